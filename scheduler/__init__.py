@@ -1,0 +1,1 @@
+"""The long-running scheduler process: APScheduler calling `tick` on an interval."""

@@ -1,0 +1,242 @@
+"""The `signoff` command. Exit codes: 0 done; 1 the work ran but something failed; 2 bad config,
+usage or input. Errors are one line naming the file, key or line; never a traceback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from . import config as config_mod
+from .config import ConfigError
+from .db import DatabaseError
+from .roster import RosterError
+
+
+class Failed(Exception):
+    """The work ran but something failed: exit 1 with this message."""
+
+
+class Context:
+    def __init__(self, config_path: Path):
+        self.config_path = config_path
+        self._svc = None
+        self._app = None
+
+    @property
+    def config(self) -> config_mod.Config:
+        return self.services.config
+
+    @property
+    def app(self):
+        if self._app is None:
+            from .app import create_app
+
+            self._app = create_app(config_mod.load(self.config_path))
+        return self._app
+
+    @property
+    def services(self):
+        return self.app.extensions["signoff"]
+
+    def ready(self):
+        """Services, after checking the database has been set up."""
+        self.services.db.check_ready()
+        return self.services
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _now(at: dt.datetime | None, tz) -> dt.datetime:
+    if at is None:
+        return dt.datetime.now(dt.timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=tz)
+
+
+class When(click.ParamType):
+    name = "ISO-8601"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 date or time (e.g. 2026-09-01T08:00+01:00)",
+                      param, ctx)
+
+
+class SignoffGroup(click.Group):
+    """Turns every known failure into one line on stderr and the contract's exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except (ConfigError, DatabaseError) as exc:
+            _fail(ctx, str(exc), 2)
+        except RosterError as exc:
+            for problem in exc.problems:
+                click.echo(f"signoff: {problem}", err=True)
+            _fail(ctx, "nothing was imported; fix the lines above and import again", 2)
+        except Failed as exc:
+            _fail(ctx, str(exc), 1)
+        except Exception as exc:  # the last line of defence: one line, never a traceback
+            if os.environ.get("SIGNOFF_DEBUG"):
+                raise
+            logging.getLogger("signoff").debug("unexpected error", exc_info=True)
+            _fail(ctx, f"unexpected error: {type(exc).__name__}: {exc} "
+                       "(set SIGNOFF_DEBUG=1 for details)", 1)
+
+
+def _fail(ctx: click.Context, message: str, code: int):
+    click.echo(f"signoff: {message}", err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=SignoffGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: $SIGNOFF_CONFIG, else ./signoff.toml).")
+@click.version_option(package_name="signoff")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """signoff: every member of staff re-reads the policy each year, and says so."""
+    # Our own log lines at INFO; libraries (Alembic, waitress, APScheduler) only when they warn.
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("signoff").setLevel(os.environ.get("SIGNOFF_LOG_LEVEL", "INFO").upper())
+    ctx.obj = Context(config_path or config_mod.default_path())
+
+
+@cli.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create or upgrade the database and load the configured policies (idempotent)."""
+    from . import policies
+    from .db import upgrade
+
+    svc = ctx.services
+    upgrade(svc.db.url)
+    with svc.db.write() as session:
+        policies.sync(session, svc.config, dt.datetime.now(dt.timezone.utc))
+    click.echo(f"database ready; policies loaded: {', '.join(p.slug for p in svc.config.policies)}")
+
+
+@cli.group()
+def staff() -> None:
+    """The staff roster."""
+
+
+@staff.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def staff_import(ctx: Context, file: Path) -> None:
+    """Upsert the roster from FILE.csv (columns name,email[,role,start_date,active]); all or nothing."""
+    from . import policies, roster
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"{file}: cannot read: {exc.strerror}") from None
+    rows = roster.parse(data, str(file))
+    svc = ctx.ready()
+    now = dt.datetime.now(dt.timezone.utc)
+    with svc.db.write() as session:
+        setting_id = policies.sync(session, svc.config, now)
+        result = roster.apply(session, setting_id, rows, now, actor=f"import:{file.name}")
+    click.echo(f"{file}: {result.summary()}")
+
+
+@cli.command()
+@click.option("--at", type=When(), help="Act as if it were this moment (default: now).")
+@pass_ctx
+def tick(ctx: Context, at: dt.datetime | None) -> None:
+    """Do all work due now: open cycles, reminders, follow-ups, digests, retries."""
+    from . import tick as tick_mod
+
+    svc = ctx.ready()
+    with ctx.app.app_context():
+        result = tick_mod.run(svc, _now(at, svc.calendar.tz))
+    click.echo(result.summary())
+    for failure in result.delivery.failures:
+        click.echo(f"  failed: {failure}", err=True)
+    if not result.ok:
+        raise Failed(result.delivery.stopped or "some messages were not delivered "
+                     "(see `signoff report`); they are retried or reported")
+
+
+@cli.command()
+@click.option("--from", "start", type=When(), help="Start of the timeline (default: now).")
+@click.option("--to", "end", type=When(), help="End of the timeline (default: 8 weeks on).")
+@pass_ctx
+def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None) -> None:
+    """Dry run: the dated timeline of what would be sent, to whom, and why."""
+    from . import timeline
+
+    svc = ctx.ready()
+    start = _now(start, svc.calendar.tz)
+    end = _now(end, svc.calendar.tz) if end else start + dt.timedelta(weeks=8)
+    if end <= start:
+        raise click.UsageError("--to must be after --from")
+    with svc.db.read() as session:
+        for line in timeline.render(svc, session, start, end):
+            click.echo(line)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "csv"]), default="text",
+              show_default=True)
+@pass_ctx
+def report(ctx: Context, fmt: str) -> None:
+    """One row per active person per policy for the current cycle."""
+    from . import reports
+
+    svc = ctx.ready()
+    with svc.db.read() as session:
+        rows = reports.rows(svc, session, dt.datetime.now(dt.timezone.utc))
+        click.echo(reports.to_csv(rows) if fmt == "csv" else reports.to_text(rows), nl=False)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, threads: int) -> None:
+    """Run the web app under waitress, a production WSGI server."""
+    import waitress
+
+    ctx.ready()
+    click.echo(f"signoff serving {ctx.config.setting.name} on http://{host}:{port}/")
+    waitress.serve(ctx.app, host=host, port=port, threads=threads, ident="signoff")
+
+
+@cli.command("scheduler")
+@pass_ctx
+def scheduler_cmd(ctx: Context) -> None:
+    """Long-running: run `tick` every [scheduler] interval_seconds until SIGTERM."""
+    from scheduler.main import run
+
+    ctx.ready()
+    run(ctx.app)
+
+
+@cli.command(hidden=True)
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo"), show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--mail-port", default=8025, show_default=True, type=int)
+def demo(folder: Path, port: int, mail_port: int) -> None:
+    """Everything at once on this machine: web app, scheduler and a mail catcher."""
+    from . import demo as demo_mod
+
+    demo_mod.run(folder, port, mail_port)
+
+
+def main() -> None:
+    cli.main(prog_name="signoff")

@@ -1,0 +1,325 @@
+"""The TOML configuration, parsed strictly once at start-up into frozen, typed objects.
+
+Every error is a ConfigError whose message names the file and the key, so the CLI can print one
+line and exit 2 instead of failing later, half-way through a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holidays_lib
+from email_validator import EmailNotValidError, validate_email
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    timezone: ZoneInfo
+    base_url: str
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+
+
+@dataclass(frozen=True)
+class Mail:
+    server: str
+    port: int
+    use_tls: bool
+    use_ssl: bool
+    username: str
+    password_env: str
+    sender: str
+    admin_email: str | None
+    timeout_seconds: float
+
+    @property
+    def password(self) -> str | None:
+        """Read at the moment of use so a rotated secret needs no config change."""
+        return os.environ.get(self.password_env) or None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    annual_open: tuple[int, int]  # (month, day)
+    send_time: dt.time
+    reminder_after_days: tuple[int, ...]
+    escalate_after_days: int
+    digest_every_days: int
+    working_days_only: bool
+    holidays: str  # "GB-ENG": country[-subdivision]
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    interval_seconds: int
+
+
+@dataclass(frozen=True)
+class Web:
+    proxy_count: int  # reverse proxies whose X-Forwarded-For / -Proto headers are trusted
+
+
+@dataclass(frozen=True)
+class Policy:
+    slug: str
+    title: str
+    file: Path
+    statements: tuple[str, ...]
+    reminder_note: str | None  # one more thing the reminder asks, e.g. "check your privacy settings"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    setting: Setting
+    head_teacher: Person
+    database: Database
+    mail: Mail
+    schedule: Schedule
+    scheduler: Scheduler
+    web: Web
+    policies: tuple[Policy, ...]
+
+
+class _Reader:
+    """Pulls typed values out of one TOML table, naming `file: [table] key` in every error."""
+
+    def __init__(self, path: Path, table: str, data: dict[str, Any], known: set[str]):
+        self.path, self.table, self.data = path, table, data
+        unknown = sorted(set(data) - known)
+        if unknown:
+            self.fail(unknown[0], "is not a known key (known: " + ", ".join(sorted(known)) + ")")
+
+    def fail(self, key: str, why: str) -> None:
+        raise ConfigError(f"{self.path}: [{self.table}] {key}: {why}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        # bool is an int in Python; a number key must not accept `true`.
+        if isinstance(value, bool) and kind is not bool:
+            self.fail(key, f"expected {_kind_name(kind)}, got {value!r}")
+        if not isinstance(value, kind):
+            self.fail(key, f"expected {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if isinstance(value, str):
+            value = value.strip()
+            if default is ... and not value:
+                self.fail(key, "must not be empty")
+        return value
+
+    def email(self, key: str, default: Any = ...) -> str | None:
+        value = self.text(key, default)
+        if not value:
+            return None
+        # Accept "Name <addr>" as well as a bare address.
+        import email.utils
+
+        _, addr = email.utils.parseaddr(value)
+        try:
+            validate_email(addr or value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            self.fail(key, f"{value!r} is not a valid address ({exc})")
+        if "\n" in value or "\r" in value:
+            self.fail(key, "must be on one line")
+        return value
+
+    def whole(self, key: str, low: int, high: int, default: Any = ...) -> int:
+        value = self.get(key, int, default)
+        if not low <= value <= high:
+            self.fail(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "text", int: "a whole number", bool: "true or false", list: "a list",
+             float: "a number", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("SIGNOFF_CONFIG") or "signoff.toml")
+
+
+def load(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (copy config.example.toml to start)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> Config:
+    folder = path.parent
+    top = _Reader(path, "top level", data, {"setting", "head_teacher", "database", "mail",
+                                            "schedule", "scheduler", "web", "policy"})
+
+    def table(name: str, known: set[str], required: bool = True) -> _Reader:
+        value = top.get(name, dict, {} if not required else ...)
+        return _Reader(path, name, value, known)
+
+    s = table("setting", {"name", "timezone", "base_url"})
+    tz_name = s.text("timezone")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        s.fail("timezone", f"{tz_name!r} is not an IANA time zone (e.g. Europe/London)")
+    base_url = s.text("base_url").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        s.fail("base_url", f"{base_url!r} must start with http:// or https://")
+    setting = Setting(name=s.text("name"), timezone=tz, base_url=base_url)
+
+    h = table("head_teacher", {"name", "email"})
+    head = Person(name=h.text("name"), email=h.email("email"))
+
+    d = table("database", {"url"}, required=False)
+    url = d.text("url", "sqlite:///instance/signoff.db")
+    database = Database(url=_resolve_sqlite(url, folder))
+
+    m = table("mail", {"server", "port", "use_tls", "use_ssl", "username", "password_env",
+                       "sender", "admin_email", "timeout_seconds"})
+    mail = Mail(
+        server=m.text("server"),
+        port=m.whole("port", 1, 65535, 25),
+        use_tls=m.get("use_tls", bool, False),
+        use_ssl=m.get("use_ssl", bool, False),
+        username=m.text("username", ""),
+        password_env=m.text("password_env", "SIGNOFF_MAIL_PASSWORD"),
+        sender=m.email("sender"),
+        admin_email=m.email("admin_email", ""),
+        timeout_seconds=float(m.whole("timeout_seconds", 1, 600, 30)),
+    )
+    if mail.use_tls and mail.use_ssl:
+        m.fail("use_ssl", "use_tls (STARTTLS) and use_ssl (implicit TLS) cannot both be true")
+
+    sc = table("schedule", {"annual_open", "send_time", "reminder_after_days", "escalate_after_days",
+                            "digest_every_days", "working_days_only", "holidays"})
+    annual_open = _month_day(sc, sc.text("annual_open", "09-01"))
+    send_time = _clock(sc, sc.text("send_time", "08:00"))
+    after = sc.get("reminder_after_days", list, [7, 14])
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 365 for v in after):
+        sc.fail("reminder_after_days", f"expected a list of whole numbers of days (1-365), got {after!r}")
+    if list(after) != sorted(set(after)):
+        sc.fail("reminder_after_days", f"must be increasing with no repeats, got {after!r}")
+    holiday_code = sc.text("holidays", "GB-ENG")
+    _check_holidays(sc, holiday_code)
+    schedule = Schedule(
+        annual_open=annual_open,
+        send_time=send_time,
+        reminder_after_days=tuple(after),
+        escalate_after_days=sc.whole("escalate_after_days", 1, 365, 21),
+        digest_every_days=sc.whole("digest_every_days", 1, 365, 7),
+        working_days_only=sc.get("working_days_only", bool, True),
+        holidays=holiday_code,
+    )
+
+    r = table("scheduler", {"interval_seconds"}, required=False)
+    scheduler = Scheduler(interval_seconds=r.whole("interval_seconds", 5, 86400, 300))
+
+    w = table("web", {"proxy_count"}, required=False)
+    web = Web(proxy_count=w.whole("proxy_count", 0, 5, 0))
+
+    raw_policies = top.get("policy", list)
+    if not raw_policies:
+        top.fail("policy", "at least one [[policy]] is required")
+    policies = []
+    seen = set()
+    for index, item in enumerate(raw_policies, start=1):
+        if not isinstance(item, dict):
+            top.fail("policy", "each [[policy]] must be a table")
+        p = _Reader(path, f"policy {index}", item, {"slug", "title", "file", "statements",
+                                                                 "reminder_note"})
+        slug = p.text("slug")
+        if not slug.replace("-", "").isalnum() or slug.lower() != slug:
+            p.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
+        if slug in seen:
+            p.fail("slug", f"{slug!r} is used by an earlier [[policy]]")
+        seen.add(slug)
+        file = (folder / p.text("file")).resolve()
+        if not file.is_file():
+            p.fail("file", f"{file} does not exist")
+        try:
+            file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            p.fail("file", f"{file} cannot be read as UTF-8 text ({exc})")
+        statements = p.get("statements", list)
+        if not statements or any(not isinstance(x, str) or not x.strip() for x in statements):
+            p.fail("statements", "expected a non-empty list of statements (text)")
+        policies.append(Policy(slug=slug, title=p.text("title"), file=file,
+                               statements=tuple(x.strip() for x in statements),
+                               reminder_note=p.text("reminder_note", "") or None))
+
+    return Config(path=path, setting=setting, head_teacher=head, database=database, mail=mail,
+                  schedule=schedule, scheduler=scheduler, web=web, policies=tuple(policies))
+
+
+def _resolve_sqlite(url: str, folder: Path) -> str:
+    """Relative SQLite paths resolve against the config file's folder, like every other path."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((folder / url[len(prefix):]).resolve())
+    return url
+
+
+def _month_day(reader: _Reader, value: str) -> tuple[int, int]:
+    try:
+        month, day = (int(x) for x in value.split("-"))
+        # 2024 is a leap year, so 02-29 is accepted; planner moves it to 28 Feb in other years.
+        dt.date(2024, month, day)
+        if len(value) != 5:
+            raise ValueError
+    except ValueError:
+        reader.fail("annual_open", f"{value!r} is not a valid MM-DD date (e.g. \"09-01\")")
+    return month, day
+
+
+def _clock(reader: _Reader, value: str) -> dt.time:
+    try:
+        hour, minute = (int(x) for x in value.split(":"))
+        return dt.time(hour, minute)
+    except ValueError:
+        reader.fail("send_time", f"{value!r} is not a valid HH:MM time (e.g. \"08:00\")")
+
+
+def _check_holidays(reader: _Reader, code: str) -> None:
+    country, _, subdiv = code.partition("-")
+    try:
+        holidays_lib.country_holidays(country, subdiv=subdiv or None, years=2024)
+    except NotImplementedError:
+        reader.fail("holidays", f"{country!r} is not a country the holidays package knows")
+    except Exception as exc:  # the package raises several types for a bad subdivision
+        reader.fail("holidays", f"{code!r}: {exc}")

@@ -1,0 +1,111 @@
+"""Engines and sessions, and the one place that knows SQLite from PostgreSQL.
+
+SQLite gets WAL and a busy timeout, and writes that must not interleave start with
+`BEGIN IMMEDIATE` so two ticks queue for the write lock instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import resources
+
+
+class DatabaseError(Exception):
+    """The database cannot be used (unreachable, not initialised); the message says what to do."""
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine = _engine(url)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise DatabaseError(f"[database] url: cannot use {_safe(url)!r}: {exc}") from None
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(begin_immediate=True),
+                                    expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reads() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One short transaction holding the write lock (SQLite) from its first statement."""
+        with self._writes() as session, session.begin():
+            yield session
+
+    def insert(self, table):
+        """INSERT … ON CONFLICT DO NOTHING in this database's dialect."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    def check_ready(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot open the database {_safe(self.url)}: {exc.orig}") from None
+        if "outbox" not in tables:
+            raise DatabaseError(f"the database {_safe(self.url)} is not set up: run `signoff init`")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin").
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            immediate = conn.get_execution_options().get("begin_immediate")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable url>"
+
+
+def upgrade(url: str) -> None:
+    """Run Alembic migrations to head (what `signoff init` does)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.path("migrations")))
+    cfg.attributes["url"] = url
+    command.upgrade(cfg, "head")

@@ -1,0 +1,66 @@
+"""Email: one function renders any kind (subject, text and HTML templates), one connection per run.
+
+Flask-Mail builds and sends the messages; its connection is opened here with a timeout and a
+verified TLS context, which Flask-Mail itself does not set.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import smtplib
+import ssl
+from typing import Any
+
+from flask import Flask, current_app, render_template
+from flask_mail import Connection, Mail, Message
+
+from .app import services
+
+mail = Mail()
+
+
+def init_app(app: Flask) -> None:
+    mail.init_app(app)
+
+
+def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) -> Message:
+    """Render templates/emails/<kind>.subject.txt, .txt and .html into one multipart message."""
+    ctx = {**ctx, "setting": services().config.setting, "to_name": to_name}
+    subject = " ".join(render_template(f"emails/{kind}.subject.txt", **ctx).split())
+    domain = email.utils.parseaddr(services().config.mail.sender)[1].rpartition("@")[2] or None
+    msg = Message(
+        subject=subject,
+        recipients=[email.utils.formataddr((to_name, to_email))],
+        body=render_template(f"emails/{kind}.txt", **ctx),
+        html=render_template(f"emails/{kind}.html", **ctx),
+        extra_headers={"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"},
+    )
+    msg.msgId = email.utils.make_msgid(domain=domain)
+    return msg
+
+
+class MailConnection(Connection):
+    """Flask-Mail's connection with a connect/read timeout and certificate-checked TLS."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        cfg = services().config.mail
+        timeout = cfg.timeout_seconds
+        context = ssl.create_default_context()
+        if cfg.use_ssl:
+            host = smtplib.SMTP_SSL(cfg.server, cfg.port, timeout=timeout, context=context)
+        else:
+            host = smtplib.SMTP(cfg.server, cfg.port, timeout=timeout)
+        if cfg.use_tls:
+            host.starttls(context=context)
+        if cfg.username:
+            password = cfg.password
+            if password is None:
+                host.close()
+                raise smtplib.SMTPAuthenticationError(
+                    530, f"no password: the environment variable {cfg.password_env} is not set")
+            host.login(cfg.username, password)
+        return host
+
+
+def connect() -> MailConnection:
+    return MailConnection(current_app.extensions["mail"])

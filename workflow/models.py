@@ -1,0 +1,207 @@
+"""The tables: setting, staff, policies and their versions, cycles, requests, links, confirmations,
+the outbox of messages and the append-only event log.
+
+Portable SQLAlchemy 2 only (nothing SQLite-specific), so the same models run on PostgreSQL.
+Times are stored as UTC and always come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, String,
+                        Text, TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime}
+
+
+class Setting(Base):
+    __tablename__ = "setting"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("setting_id", "email"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    setting_id: Mapped[int] = mapped_column(ForeignKey("setting.id"))
+    email: Mapped[str] = mapped_column(String(320))  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100), default="")
+    start_date: Mapped[dt.date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Policy(Base):
+    __tablename__ = "policy"
+    __table_args__ = (UniqueConstraint("setting_id", "slug"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    setting_id: Mapped[int] = mapped_column(ForeignKey("setting.id"))
+    slug: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(200))
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the Markdown text, as stored
+    content: Mapped[str] = mapped_column(Text)
+    statements: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime]
+
+
+class Cycle(Base):
+    __tablename__ = "cycle"
+    __table_args__ = (UniqueConstraint("policy_id", "year"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    opens_at: Mapped[dt.datetime]  # the nominal opening; sends may go later (working days)
+    created_at: Mapped[dt.datetime]
+    policy: Mapped[Policy] = relationship()
+
+
+class Request(Base):
+    """One person's sign-off in one cycle."""
+
+    __tablename__ = "request"
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "staff_id"),
+        Index("ix_request_open_next", "next_check_at"),
+        Index("ix_request_open_overdue", "overdue_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    stage_sent: Mapped[int] = mapped_column(Integer, default=-1)
+    reminded_at: Mapped[dt.datetime | None]  # the first reminder's outcome (sent or failed)
+    last_message_at: Mapped[dt.datetime | None]
+    # Set while the request is open (not confirmed, not exempt, person active); NULL otherwise,
+    # so the tick's queries touch only the requests that need something.
+    next_check_at: Mapped[dt.datetime | None]
+    overdue_at: Mapped[dt.datetime | None]
+    escalated_at: Mapped[dt.datetime | None]  # first named in a head-teacher digest
+    due_extended_to: Mapped[dt.datetime | None]
+    exempt_reason: Mapped[str | None] = mapped_column(Text)
+    exempt_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]  # confirmed or exempt
+    cycle: Mapped[Cycle] = relationship()
+    staff: Mapped[Staff] = relationship()
+
+
+class Link(Base):
+    """A personal link. Only the token's SHA-256 is stored; each email carries a fresh token, and
+    every live token of a request works, so an older email's link keeps working."""
+
+    __tablename__ = "link"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("request.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    request: Mapped[Request] = relationship()
+
+
+class Confirmation(Base):
+    __tablename__ = "confirmation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique: twenty simultaneous POSTs still make one confirmation.
+    request_id: Mapped[int] = mapped_column(ForeignKey("request.id"), unique=True)
+    confirmed_at: Mapped[dt.datetime]
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
+    version_sha256: Mapped[str] = mapped_column(String(64))
+    statements: Mapped[list[str]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(String(20), default="self")  # self | paper
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    recorded_by: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str | None] = mapped_column(Text)
+    policy_version: Mapped[PolicyVersion] = relationship()
+
+
+class Outbox(Base):
+    """Every email, as a row keyed so that it exists at most once: claimed, sent, retried here."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_ready", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert
+    stage: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("request.id"), index=True)
+    to_email: Mapped[str] = mapped_column(String(320))
+    to_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    # pending -> sent | failed; `retrying` is pending after a transient refusal.
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    claimed_until: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
+    sent_at: Mapped[dt.datetime | None]
+    failed_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+
+
+class Event(Base):
+    """Append-only log of what happened, for the evidence trail. Never updated or deleted."""
+
+    __tablename__ = "event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(320), default="system")
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("request.id"), index=True)
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class TickRun(Base):
+    """One line per tick, so operators (and the console) can see the scheduler is alive."""
+
+    __tablename__ = "tick_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(index=True)
+    at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    ok: Mapped[bool | None] = mapped_column(Boolean)
+    summary: Mapped[str | None] = mapped_column(Text)

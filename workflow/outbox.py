@@ -1,0 +1,278 @@
+"""The outbox: every email is a keyed row, claimed under a lease, sent, and its outcome recorded.
+
+The claim commits before any SMTP I/O and each outcome commits on its own, so a crash can repeat at
+most the one message that was on the wire. A claim is a lease: if the process dies, the rows come
+back after `LEASE` and a later tick sends them. Transient refusals back off exponentially with
+jitter; permanent ones are marked failed with the server's reason and reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import smtplib
+import socket
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_mail import Message
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from . import events, planner, policies, tokens
+from .app import Services
+from .mailer import connect, make_message
+from .models import Link, Outbox, Request
+
+LEASE = dt.timedelta(minutes=15)
+BATCH = 20  # with a 30 s timeout, a batch ends well inside its lease
+MAX_ATTEMPTS = 10
+BACKOFF_BASE = dt.timedelta(minutes=5)
+BACKOFF_CAP = dt.timedelta(hours=6)
+
+
+class MailServerDown(Exception):
+    """The server cannot be used at all this run (unreachable, refused our login)."""
+
+
+@dataclass
+class Delivery:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    failures: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped early, if it did
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    delay = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+    return delay * random.uniform(0.75, 1.25)
+
+
+def enqueue(session: Session, db_insert, *, key: str, kind: str, to_email: str, to_name: str,
+            now: dt.datetime, stage: int | None = None, request_id: int | None = None,
+            payload: dict | None = None) -> None:
+    """Add a message unless one with this key exists already (the key is what makes sends once-only)."""
+    session.execute(db_insert(Outbox.__table__).values(
+        key=key, kind=kind, stage=stage, request_id=request_id, to_email=to_email,
+        to_name=to_name, created_at=now, status="pending", attempts=0, next_attempt_at=now,
+        payload=payload))
+
+
+def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -> list[int]:
+    ready = (select(Outbox.id)
+             .where(Outbox.status.in_(("pending", "retrying")), Outbox.next_attempt_at <= now,
+                    or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
+             .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+             .with_for_update(skip_locked=True))  # PostgreSQL; SQLite holds BEGIN IMMEDIATE instead
+    rows = session.execute(update(Outbox).where(Outbox.id.in_(ready.scalar_subquery()))
+                           .values(claimed_until=now + LEASE, claimed_by=worker)
+                           .returning(Outbox.id)).scalars().all()
+    return sorted(rows)
+
+
+def deliver(svc: Services, now: dt.datetime) -> Delivery:
+    """Send everything that is due, in leased batches, over one SMTP connection."""
+    result = Delivery()
+    worker = uuid.uuid4().hex
+    conn = None
+    try:
+        while True:
+            with svc.db.write() as session:
+                ids = claim(session, now, worker)
+                prepared = [_prepare(svc, session, row, now, result)
+                            for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))
+                                                       .order_by(Outbox.id))]
+            if not ids:
+                break
+            todo = [p for p in prepared if p is not None]
+            for index, (outbox_id, message) in enumerate(todo):
+                try:
+                    if conn is None:
+                        conn = _open()
+                    conn.send(message)
+                except MailServerDown as exc:
+                    _release(svc, [o for o, _ in todo[index:]], worker)
+                    result.stopped = str(exc)
+                    return result
+                except smtplib.SMTPResponseException as exc:
+                    permanent = 500 <= exc.smtp_code < 600
+                    _failure(svc, outbox_id, _reason(exc), permanent, now, result)
+                    if isinstance(exc, smtplib.SMTPSenderRefused) or exc.smtp_code == 421:
+                        conn = _drop(conn)
+                except smtplib.SMTPRecipientsRefused as exc:
+                    (code, text), = exc.recipients.values()
+                    _failure(svc, outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now, result)
+                except (smtplib.SMTPException, OSError) as exc:
+                    # Dropped connection or timeout mid-message: try this one again later.
+                    _failure(svc, outbox_id, _reason(exc), False, now, result)
+                    conn = _drop(conn)
+                else:
+                    _sent(svc, outbox_id, message.msgId, now)
+                    result.sent += 1
+    finally:
+        _drop(conn)
+    return result
+
+
+def _open():
+    conn = connect()
+    try:
+        return conn.__enter__()
+    except smtplib.SMTPAuthenticationError as exc:
+        raise MailServerDown(f"the mail server refused the login: {_reason(exc)}") from None
+    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+        cfg = conn.mail
+        raise MailServerDown(f"cannot reach the mail server {cfg.server}:{cfg.port}: "
+                             f"{_reason(exc)}") from None
+
+
+def _drop(conn) -> None:
+    if conn is not None and conn.host is not None:
+        try:
+            conn.host.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.host.close()
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _text(value: Any) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return " ".join(text.split())[:500]
+
+
+def _prepare(svc: Services, session: Session, row: Outbox, now: dt.datetime,
+             result: Delivery) -> tuple[int, Message] | None:
+    """Render one claimed row. Messages no longer wanted (confirmed, exempt, cycle over) are cancelled."""
+    if row.kind in ("reminder", "followup"):
+        request = session.get(Request, row.request_id)
+        if request.closed_at is not None or not request.staff.active or not _current(svc, request, now):
+            row.status, row.claimed_until = "cancelled", None
+            result.cancelled += 1
+            return None
+        token, token_hash = tokens.new_token()
+        session.add(Link(request_id=request.id, token_sha256=token_hash, created_at=now))
+        row.to_email, row.to_name = request.staff.email, request.staff.name
+        ctx = reminder_context(svc, session, request, row.stage or 0, now)
+        ctx["link"] = f"{svc.config.setting.base_url}/c/{token}"
+    elif row.kind == "digest":
+        from .digest import digest_context
+
+        ctx = digest_context(svc, session, now)
+        if not ctx["overdue"]:
+            row.status, row.claimed_until = "cancelled", None
+            result.cancelled += 1
+            return None
+        row.payload = {"request_ids": [p.request_id for p in ctx["overdue"]]}
+    else:
+        ctx = dict(row.payload or {})
+    return row.id, make_message(row.kind, row.to_name, row.to_email, ctx)
+
+
+def reminder_context(svc: Services, session: Session, request: Request, stage: int,
+                     now: dt.datetime) -> dict[str, Any]:
+    cal = svc.calendar
+    policy = request.cycle.policy
+    started = request.reminded_at or now
+    due = request.due_extended_to or planner.overdue_at(started, cal)
+    return {
+        "person": request.staff,
+        "policy": policy,
+        "version": policies.current_version(session, policy.id),
+        "stage": stage,
+        "stage_label": planner.stage_label(stage),
+        "due_date": due.astimezone(cal.tz),
+        "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
+        "policy_note": next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug),
+                            None),
+    }
+
+
+def _current(svc: Services, request: Request, now: dt.datetime) -> bool:
+    """A message for last year's cycle is not sent once this year's has opened."""
+    return request.cycle.year == svc.calendar.cycle_year(now)
+
+
+def _release(svc: Services, ids: list[int], worker: str) -> None:
+    """Hand back claims without spending attempts: the server, not the message, was at fault."""
+    if not ids:
+        return
+    with svc.db.write() as session:
+        session.execute(update(Outbox).where(Outbox.id.in_(ids), Outbox.claimed_by == worker)
+                        .values(claimed_until=None, claimed_by=None))
+
+
+def _sent(svc: Services, outbox_id: int, message_id: str, now: dt.datetime) -> None:
+    with svc.db.write() as session:
+        row = session.get(Outbox, outbox_id)
+        row.status, row.sent_at, row.message_id = "sent", now, message_id
+        row.attempts += 1
+        row.claimed_until = None
+        row.last_error = None
+        if row.request_id is not None and row.kind in ("reminder", "followup"):
+            request = session.get(Request, row.request_id)
+            _advance(svc, request, now)
+            events.record(session, "invited" if row.stage == planner.REMINDER else "reminded", now,
+                          staff_id=request.staff_id, request_id=request.id, stage=row.stage,
+                          message_id=message_id)
+        elif row.kind == "digest":
+            from .digest import mark_escalated
+
+            mark_escalated(session, row, now)
+
+
+def _advance(svc: Services, request: Request, now: dt.datetime) -> None:
+    """The first reminder's outcome starts the person's clock: follow-ups and overdue count from it."""
+    request.last_message_at = now
+    if request.reminded_at is None:
+        request.reminded_at = now
+        request.overdue_at = request.due_extended_to or planner.overdue_at(now, svc.calendar)
+    request.next_check_at = planner.next_check(state_of(request), svc.calendar, now)
+
+
+def state_of(request: Request) -> planner.RequestState:
+    return planner.RequestState(cycle_opens=request.cycle.opens_at,
+                                start_date=request.staff.start_date,
+                                stage_sent=request.stage_sent, reminded_at=request.reminded_at,
+                                last_message_at=request.last_message_at)
+
+
+def _failure(svc: Services, outbox_id: int, reason: str, permanent: bool, now: dt.datetime,
+             result: Delivery) -> None:
+    with svc.db.write() as session:
+        row = session.get(Outbox, outbox_id)
+        row.attempts += 1
+        row.claimed_until = None
+        row.last_error = reason
+        if not permanent and row.attempts < MAX_ATTEMPTS:
+            row.status = "retrying"
+            row.next_attempt_at = now + backoff(row.attempts)
+            result.retrying += 1
+            return
+        if not permanent:
+            reason = f"gave up after {row.attempts} attempts: {reason}"
+            row.last_error = reason
+        row.status, row.failed_at = "failed", now
+        result.failed += 1
+        result.failures.append(f"{row.to_email}: {reason}")
+        request = session.get(Request, row.request_id) if row.request_id else None
+        if request is not None and row.kind in ("reminder", "followup"):
+            _advance(svc, request, now)
+        events.record(session, "delivery_failed", now, staff_id=request.staff_id if request else None,
+                      request_id=row.request_id, kind=row.kind, to=row.to_email, reason=reason)
+        admin = svc.config.mail.admin_email
+        if admin and row.kind != "alert":
+            enqueue(session, svc.db.insert, key=f"alert:{row.id}", kind="alert", to_email=admin,
+                    to_name="", now=now, payload={"to_email": row.to_email, "to_name": row.to_name,
+                                                  "kind": row.kind, "reason": reason})

@@ -1,0 +1,61 @@
+"""Policies from the config into the database: each distinct text (by SHA-256) becomes a version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .models import Policy, PolicyVersion, Setting
+
+# Raw HTML in a policy file is shown as text, never run: the page's CSP would block it anyway.
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def render(text: str) -> Markup:
+    return Markup(_markdown.render(text))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sync(session: Session, config: Config, now: dt.datetime) -> int:
+    """Make the setting and every configured policy current; returns the setting's id. Idempotent."""
+    setting = session.scalars(select(Setting).order_by(Setting.id).limit(1)).first()
+    if setting is None:
+        setting = Setting(name=config.setting.name, timezone=config.setting.timezone.key)
+        session.add(setting)
+        session.flush()
+    else:
+        setting.name, setting.timezone = config.setting.name, config.setting.timezone.key
+    for item in config.policies:
+        policy = session.scalars(select(Policy).filter_by(setting_id=setting.id, slug=item.slug)).first()
+        if policy is None:
+            policy = Policy(setting_id=setting.id, slug=item.slug, title=item.title)
+            session.add(policy)
+            session.flush()
+        policy.title = item.title
+        text = item.file.read_text(encoding="utf-8")
+        latest = current_version(session, policy.id)
+        if latest is None or latest.sha256 != sha256(text) or latest.statements != list(item.statements):
+            session.add(PolicyVersion(policy_id=policy.id, sha256=sha256(text), content=text,
+                                      statements=list(item.statements), created_at=now))
+    return setting.id
+
+
+def current_version(session: Session, policy_id: int) -> PolicyVersion | None:
+    return session.scalars(select(PolicyVersion).filter_by(policy_id=policy_id)
+                           .order_by(PolicyVersion.id.desc()).limit(1)).first()
+
+
+def configured(session: Session, config: Config) -> list[Policy]:
+    """The policies the config names, in its order (a policy dropped from the config is left alone)."""
+    slugs = [p.slug for p in config.policies]
+    found = {p.slug: p for p in session.scalars(select(Policy).where(Policy.slug.in_(slugs)))}
+    return [found[s] for s in slugs if s in found]

@@ -1,0 +1,125 @@
+"""`signoff report`: one row per active person per policy for the current cycle, as CSV or text."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, fields
+from typing import Iterator
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from . import policies
+from .app import Services
+from .models import Confirmation, Cycle, Outbox, Policy, Request, Staff
+
+COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
+           "last_sent_at", "escalated", "confirmed_at", "delivery")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    email: str
+    policy: str
+    version: str
+    status: str
+    first_sent_at: str
+    reminders_sent: int
+    last_sent_at: str
+    escalated: str
+    confirmed_at: str
+    delivery: str
+    method: str = ""  # evidence columns, after the contract's
+    ip_address: str = ""
+    user_agent: str = ""
+    exempt_reason: str = ""
+
+
+def rows(svc: Services, session: Session, now: dt.datetime) -> Iterator[Row]:
+    tz = svc.calendar.tz
+    year = svc.calendar.cycle_year(now)
+
+    def iso(moment: dt.datetime | None) -> str:
+        return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
+
+    sent = (select(Outbox.request_id, func.min(Outbox.sent_at).label("first"),
+                   func.max(Outbox.sent_at).label("last"), func.count().label("n"))
+            .where(Outbox.status == "sent", Outbox.kind.in_(("reminder", "followup")))
+            .group_by(Outbox.request_id).subquery())
+    latest = (select(func.max(Outbox.id).label("id"))
+              .where(Outbox.status != "cancelled", Outbox.kind.in_(("reminder", "followup")))
+              .group_by(Outbox.request_id).subquery())
+    last_row = select(Outbox).where(Outbox.id.in_(select(latest.c.id))).subquery()
+
+    for policy in policies.configured(session, svc.config):
+        version = policies.current_version(session, policy.id)
+        cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=year)).first()
+        cycle_id = cycle.id if cycle else -1
+        query = (select(Staff, Request, Confirmation, sent.c.first, sent.c.last, sent.c.n,
+                        last_row.c.status, last_row.c.last_error)
+                 .outerjoin(Request, and_(Request.staff_id == Staff.id, Request.cycle_id == cycle_id))
+                 .outerjoin(Confirmation, Confirmation.request_id == Request.id)
+                 .outerjoin(sent, sent.c.request_id == Request.id)
+                 .outerjoin(last_row, last_row.c.request_id == Request.id)
+                 .where(Staff.setting_id == policy.setting_id, Staff.active)
+                 .order_by(func.lower(Staff.name), Staff.email))
+        for staff, req, conf, first, last, count, last_status, last_error in session.execute(query):
+            if conf is not None:
+                status = "confirmed"
+            elif req is not None and req.exempt_at is not None:
+                status = "exempt"
+            else:
+                status = "pending"
+            if last_status in ("failed", "retrying"):
+                delivery = f"{last_status}: {last_error}" if last_error else last_status
+            else:
+                delivery = "ok"
+            yield Row(
+                name=staff.name, email=staff.email, policy=policy.slug,
+                version=conf.version_sha256 if conf else (version.sha256 if version else ""),
+                status=status, first_sent_at=iso(first), reminders_sent=count or 0,
+                last_sent_at=iso(last),
+                escalated="yes" if req is not None and req.escalated_at else "no",
+                confirmed_at=iso(conf.confirmed_at) if conf else "", delivery=delivery,
+                method=conf.method if conf else "", ip_address=(conf.ip_address or "") if conf else "",
+                user_agent=(conf.user_agent or "") if conf else "",
+                exempt_reason=(req.exempt_reason or "") if req is not None else "")
+
+
+def to_csv(report: Iterator[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([f.name for f in fields(Row)])
+    for row in report:
+        writer.writerow([_cell(getattr(row, f.name)) for f in fields(Row)])
+    return out.getvalue()
+
+
+def _cell(value) -> str:
+    """Neutralise spreadsheet formulas: a name like `=HYPERLINK(…)` must stay text in Excel."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def to_text(report: Iterator[Row]) -> str:
+    table = [("NAME", "EMAIL", "POLICY", "STATUS", "REMINDERS", "CONFIRMED", "DELIVERY")]
+    totals: dict[str, list[int]] = {}
+    for r in report:
+        table.append((r.name, r.email, r.policy, r.status, str(r.reminders_sent),
+                      r.confirmed_at[:16].replace("T", " "), r.delivery))
+        t = totals.setdefault(r.policy, [0, 0, 0])
+        t[0] += r.status == "confirmed"
+        t[1] += r.status != "exempt"
+        t[2] += r.status == "exempt"
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines.append("")
+    for policy, (confirmed, total, exempt) in totals.items():
+        lines.append(f"{policy}: confirmed {confirmed} of {total}"
+                     + (f" ({exempt} exempt)" if exempt else ""))
+    if not totals:
+        lines.append("no active staff: import a roster with `signoff staff import FILE.csv`")
+    return "\n".join(lines) + "\n"

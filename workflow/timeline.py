@@ -1,0 +1,116 @@
+"""`signoff plan`: the dated timeline of what would be sent between two moments, assuming nobody
+confirms. Read-only; built from the same planner functions the tick uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import digest, planner, policies
+from .app import Services
+from .models import Cycle, Request, Staff
+from .outbox import state_of
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    when: dt.datetime
+    what: str
+    who: str
+    policy: str
+    why: str
+
+
+def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetime) -> list[Entry]:
+    cal = svc.calendar
+    out: list[Entry] = []
+    overdue: list[dt.datetime] = []
+    people = list(session.scalars(select(Staff).where(Staff.active).order_by(Staff.name)))
+    for policy in policies.configured(session, svc.config):
+        year = cal.cycle_year(start)
+        for y in range(year, cal.cycle_year(end) + 1):
+            cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=y)).first()
+            opens = cycle.opens_at if cycle else cal.cycle_opens(y)
+            requests = {}
+            if cycle is not None:
+                requests = {r.staff_id: r for r in session.scalars(
+                    select(Request).where(Request.cycle_id == cycle.id))}
+            cycle_end = cal.cycle_opens(y + 1)
+            window_start = max(start, opens if y > year else start)
+            window_end = min(end, cycle_end)
+            for person in people:
+                request = requests.get(person.id)
+                if request is not None and request.closed_at is not None:
+                    continue
+                state = (state_of(request) if request is not None else
+                         planner.RequestState(cycle_opens=opens, start_date=person.start_date))
+                reminded = state.reminded_at
+                for when, stage in planner.projection(state, cal, window_start, window_end):
+                    if stage == planner.REMINDER:
+                        reminded = when
+                        why = _first_reminder_why(cal, y, opens, person.start_date, when)
+                    else:
+                        days = cal.schedule.reminder_after_days[stage - 1]
+                        why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
+                    out.append(Entry(when, planner.stage_label(stage), f"{person.name} <{person.email}>",
+                                     policy.slug, why + _moved(cal, when)))
+                if reminded is not None:
+                    due = (request.overdue_at if request is not None and request.overdue_at
+                           else planner.overdue_at(reminded, cal))
+                    if due <= window_end:
+                        overdue.append(due)
+    out.extend(_digests(svc, session, sorted(overdue), start, end))
+    return sorted(out)
+
+
+def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start: dt.datetime,
+             end: dt.datetime) -> Iterator[Entry]:
+    cal = svc.calendar
+    head = svc.config.head_teacher
+    last_day = digest.last_digest_day(svc, session)
+    while overdue:
+        due = max(planner.next_digest_due(overdue[0], last_day, cal), start)
+        if due > end:
+            return
+        count = sum(1 for o in overdue if o <= due)
+        yield Entry(due, "head-teacher digest", f"{head.name} <{head.email}>", "all",
+                    f"{count} overdue" + _moved(cal, due))
+        last_day = cal.local_date(due)
+
+
+def _first_reminder_why(cal, year: int, opens: dt.datetime, start_date: dt.date | None,
+                        when: dt.datetime) -> str:
+    opening = cal.slot(cal.local_date(opens))
+    if start_date is not None and cal.slot(start_date) > opening:
+        return f"new starter, starts {start_date:%a %-d %b}"
+    if when > opening:
+        return f"{year} cycle is open and they have not been asked yet"
+    return f"{year} cycle opens {cal.local_date(opens):%a %-d %b}"
+
+
+def _moved(cal, when: dt.datetime) -> str:
+    """Say why a send is not on the day it would otherwise be (weekend or public holiday)."""
+    day = cal.local_date(when) - dt.timedelta(days=1)
+    skipped = []
+    while cal.schedule.working_days_only and not cal.is_working_day(day):
+        skipped.append(cal.holiday_name(day) or day.strftime("%A"))
+        day -= dt.timedelta(days=1)
+    return f"; after {', '.join(reversed(skipped))}" if skipped else ""
+
+
+def render(svc: Services, session: Session, start: dt.datetime, end: dt.datetime) -> Iterator[str]:
+    tz = svc.calendar.tz
+    found = entries(svc, session, start, end)
+    yield (f"plan for {svc.config.setting.name}, {start.astimezone(tz):%a %-d %b %Y %H:%M} to "
+           f"{end.astimezone(tz):%a %-d %b %Y %H:%M} ({tz.key}), if nobody confirms:")
+    if not found:
+        yield "nothing to send in this period"
+        return
+    for e in found:
+        yield (f"{e.when.astimezone(tz):%Y-%m-%d %a %H:%M}  {e.what:<20} {e.who}  [{e.policy}]  "
+               f"{e.why}")
+    yield f"{len(found)} messages"
