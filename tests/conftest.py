@@ -1,0 +1,316 @@
+"""Shared fixtures: a real SMTP server on loopback (aiosmtpd), a real SQLite file or a throwaway
+PostgreSQL cluster, a config file written per test, the Flask app, and the CLI two ways."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import glob
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+LONDON = dt.timezone(dt.timedelta(hours=1))  # BST, for literal September times in tests
+SIGNOFF = [sys.executable, "-m", "workflow"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- mail ------------------------------------------------------------------------------------
+
+@dataclass
+class Inbox:
+    """What the test SMTP server received, and how it should misbehave."""
+
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> "550 5.1.1 No such user"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if address.lower() in m["To"].lower()]
+
+    def subjects(self) -> list[str]:
+        with self.lock:
+            return [m["Subject"] for m in self.messages]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+
+class _Handler:
+    def __init__(self, inbox: Inbox):
+        self.inbox = inbox
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.inbox.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.inbox.lock:
+            self.inbox.messages.append(message)
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    inbox: Inbox
+    controller: Controller
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(_Handler(inbox), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, inbox, controller)
+    finally:
+        controller.stop()
+
+
+def link_in(message: email.message.EmailMessage) -> str:
+    """The personal link, checked to be the same in the text and the HTML part."""
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    text_links = set(re.findall(r"https?://\S+/c/[A-Za-z0-9_-]{43}", text))
+    html_links = set(re.findall(r"https?://[^\"<\s]+/c/[A-Za-z0-9_-]{43}", html))
+    assert len(text_links) == 1 and text_links == html_links, (text_links, html_links)
+    return text_links.pop()
+
+
+# --- databases -------------------------------------------------------------------------------
+
+class PostgresCluster:
+    """A throwaway PostgreSQL server in a temporary folder, run as the `postgres` user when we are
+    root (initdb refuses root). Each test gets its own database on it."""
+
+    def __init__(self):
+        self.bin = self._find_bin()
+        self.url = os.environ.get("SIGNOFF_TEST_DATABASE_URL")
+        self.folder = None
+        self._names = itertools.count()
+
+    @staticmethod
+    def _find_bin() -> Path | None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if found:
+            return Path(found[-1]).parent
+        initdb = shutil.which("initdb")
+        return Path(initdb).parent if initdb else None
+
+    @property
+    def available(self) -> bool:
+        return bool(self.url or self.bin)
+
+    def _as_postgres(self, args: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *args]
+        return args
+
+    def start(self) -> None:
+        if self.url:
+            return
+        self.folder = Path(tempfile.mkdtemp(prefix="signoff-pg-"))
+        os.chmod(self.folder, 0o777)
+        data, port = self.folder / "data", free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust",
+                                          "-U", "postgres", "--no-sync", "-E", "UTF8"]),
+                       check=True, capture_output=True)
+        options = (f"-p {port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c max_connections=200")
+        subprocess.run(self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(data), "-o", options,
+                                          "-l", str(self.folder / "log"), "-w", "start"]),
+                       check=True, capture_output=True)
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self.folder is None:
+            return
+        subprocess.run(self._as_postgres([str(self.bin / "pg_ctl"), "-D",
+                                          str(self.folder / "data"), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"signoff_test_{os.getpid()}_{next(self._names)}"
+        base = self.url.rsplit("/", 1)[0] if self.url.count("/") > 2 else self.url
+        admin = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    cluster = PostgresCluster()
+    if not cluster.available:
+        yield None
+        return
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """Every database test runs on a real SQLite file and, where it can, on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'signoff.db'}"
+    cluster = request.getfixturevalue("postgres")
+    if cluster is None:
+        pytest.skip("PostgreSQL not available: no server binaries under /usr/lib/postgresql "
+                    "and SIGNOFF_TEST_DATABASE_URL is not set")
+    return cluster.new_database()
+
+
+# --- config, app, CLI ------------------------------------------------------------------------
+
+CONFIG = """\
+[setting]
+name = "Test Nursery"
+timezone = "Europe/London"
+base_url = "http://signoff.test"
+
+[head_teacher]
+name = "Helen Head"
+email = "head@example.org"
+
+[database]
+url = "{db_url}"
+
+[mail]
+server = "127.0.0.1"
+port = {smtp_port}
+sender = "Policy Reminders <noreply@example.org>"
+admin_email = "{admin_email}"
+timeout_seconds = 5
+
+[schedule]
+annual_open = "{annual_open}"
+send_time = "08:00"
+reminder_after_days = {reminder_after_days}
+escalate_after_days = {escalate_after_days}
+digest_every_days = {digest_every_days}
+working_days_only = {working_days_only}
+holidays = "GB-ENG"
+
+[scheduler]
+interval_seconds = {interval_seconds}
+
+[[policy]]
+slug = "social-media"
+title = "Use of Social Media Policy"
+file = "policy.md"
+reminder_note = "Check your privacy settings are still set high."
+statements = ["I have re-read the policy.", "No child or parent is my online friend or follower."]
+"""
+
+DEFAULTS: dict[str, Any] = dict(annual_open="09-01", reminder_after_days="[7, 14]",
+                                escalate_after_days=21, digest_every_days=7,
+                                working_days_only="true", admin_email="office@example.org",
+                                interval_seconds=300)
+
+
+def write_config(folder: Path, db_url: str, smtp_port: int, **overrides: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "policies" / "social-media.md", folder / "policy.md")
+    values = {**DEFAULTS, **overrides}
+    path = folder / "signoff.toml"
+    path.write_text(CONFIG.format(db_url=db_url, smtp_port=smtp_port, **values))
+    return path
+
+
+ROSTER = """\
+name,email,role,start_date,active
+Amira Khan,amira@example.org,Practitioner,,yes
+Ben Lewis,ben@example.org,Room Leader,,yes
+Chloe Evans,chloe@example.org,Teacher,,yes
+"""
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the CLI in-process through click's runner: cli("tick", "--at", ...) -> Result."""
+    from workflow.cli import cli as command
+
+    def invoke(*args: str, config: Path | None = None, input: str | None = None):
+        path = config or tmp_path / "signoff.toml"
+        return CliRunner().invoke(command, ["--config", str(path), *args], input=input,
+                                  catch_exceptions=False)
+
+    return invoke
+
+
+def run_signoff(*args: str, config: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """Run the real `signoff` command as a subprocess."""
+    return subprocess.run([*SIGNOFF, "--config", str(config), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=config.parent, **kw)
+
+
+@pytest.fixture
+def setup(tmp_path, db_url, smtp, cli):
+    """A configured, initialised setting with the three-person roster imported."""
+    def make(roster: str = ROSTER, **overrides: Any) -> Path:
+        path = write_config(tmp_path, db_url, smtp.port, **overrides)
+        assert cli("init", config=path).exit_code == 0
+        (tmp_path / "staff.csv").write_text(roster)
+        result = cli("staff", "import", str(tmp_path / "staff.csv"), config=path)
+        assert result.exit_code == 0, result.output
+        return path
+
+    return make
+
+
+@pytest.fixture
+def app(setup):
+    from workflow import config
+    from workflow.app import create_app
+
+    application = create_app(config.load(setup()))
+    yield application
+    application.extensions["signoff"].db.dispose()
+
+
+def at(text: str) -> dt.datetime:
+    """A moment in the test's story: '2026-09-01 09:00' is London time."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Europe/London"))
