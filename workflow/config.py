@@ -134,20 +134,25 @@ class _Reader:
                 self.fail(key, "must not be empty")
         return value
 
-    def email(self, key: str, default: Any = ...) -> str | None:
+    def email(self, key: str, default: Any = ..., named: bool = True) -> str | None:
+        """Exactly one address; "Name <addr>" too unless `named` is false (the name is kept apart)."""
         value = self.text(key, default)
         if not value:
             return None
-        # Accept "Name <addr>" as well as a bare address.
         import email.utils
 
-        _, addr = email.utils.parseaddr(value)
-        try:
-            validate_email(addr or value, check_deliverability=False)
-        except EmailNotValidError as exc:
-            self.fail(key, f"{value!r} is not a valid address ({exc})")
         if "\n" in value or "\r" in value:
             self.fail(key, "must be on one line")
+        # getaddresses, not parseaddr: parseaddr quietly keeps the first of "a <x@y>, z@y".
+        found = email.utils.getaddresses([value])
+        addr = found[0][1] if len(found) == 1 else ""
+        if not addr or (not named and addr != value):
+            example = '"Name <name@example.org>"' if named else '"name@example.org"'
+            self.fail(key, f"{value!r} must be exactly one address (e.g. {example})")
+        try:
+            validate_email(addr, check_deliverability=False)
+        except EmailNotValidError as exc:
+            self.fail(key, f"{value!r} is not a valid address ({exc})")
         return value
 
     def whole(self, key: str, low: int, high: int, default: Any = ...) -> int:
@@ -204,7 +209,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     setting = Setting(name=s.text("name"), timezone=tz, base_url=base_url)
 
     h = table("head_teacher", {"name", "email"})
-    head = Person(name=h.text("name"), email=h.email("email"))
+    head = Person(name=h.text("name"), email=h.email("email", named=False))
 
     d = table("database", {"url"}, required=False)
     url = d.text("url", "sqlite:///instance/signoff.db")

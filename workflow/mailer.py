@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import smtplib
 import ssl
+from email.headerregistry import Address
 from typing import Any
 
 from flask import Flask, current_app, render_template
@@ -25,18 +26,37 @@ def init_app(app: Flask) -> None:
 
 def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) -> Message:
     """Render templates/emails/<kind>.subject.txt, .txt and .html into one multipart message."""
-    ctx = {**ctx, "setting": services().config.setting, "to_name": to_name}
+    # An alert's own context names the person whose message failed; it must not be overwritten.
+    ctx = {"to_name": to_name, **ctx, "setting": services().config.setting}
     subject = " ".join(render_template(f"emails/{kind}.subject.txt", **ctx).split())
     domain = email.utils.parseaddr(services().config.mail.sender)[1].rpartition("@")[2] or None
-    msg = Message(
+    msg = _Message(
         subject=subject,
-        recipients=[email.utils.formataddr((to_name, to_email))],
+        recipients=[(to_name, to_email)],
         body=render_template(f"emails/{kind}.txt", **ctx),
         html=render_template(f"emails/{kind}.html", **ctx),
         extra_headers={"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"},
     )
     msg.msgId = email.utils.make_msgid(domain=domain)
     return msg
+
+
+class _Message(Message):
+    """Flask-Mail's message with the To header written by the email package's own Address.
+
+    Flask-Mail RFC 2047-encodes every display name (and encodes a pre-formatted one twice), and
+    Python 3.11's SMTP policy refolds an ASCII encoded-word back unquoted, so a roster name like
+    "Eve Bcc: x@y" or "Smith, Jo" would garble the To header. Address quotes or encodes as needed.
+    """
+
+    def _message(self):
+        msg = super()._message()
+        name, addr = self.recipients[0]
+        if not name:  # an address configured as "Office <office@example.org>"
+            name, addr = email.utils.parseaddr(addr)
+        del msg["To"]
+        msg["To"] = Address(display_name=name, addr_spec=addr)
+        return msg
 
 
 class MailConnection(Connection):

@@ -1,0 +1,233 @@
+"""The emails as people receive them, through real ticks to a real SMTP server: the reminder, the
+follow-up and the head teacher's digest; and no header can be smuggled in from the roster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import time_machine
+
+from conftest import link_in
+from workflow import config as config_mod
+from workflow.app import create_app
+
+POLICY = "Use of Social Media Policy"
+NOTE = "Check your privacy settings are still set high."
+
+
+def tick(cli, config: Path, when: str) -> None:
+    result = cli("tick", "--at", when, config=config)
+    assert result.exit_code in (0, 1), result.output  # 1: a refusal in the story, checked below
+    assert "Traceback" not in result.output
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    return message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+
+
+def flat(text: str) -> str:
+    """Text with tags removed and whitespace folded, so wrapping does not matter."""
+    return " ".join(re.sub(r"<[^>]+>", " ", text).split())
+
+
+def confirm_by_page(config: Path, link: str, when: dt.datetime) -> None:
+    """What the person does: open the link, tick every statement, press the button."""
+    app = create_app(config_mod.load(config))
+    try:
+        client = app.test_client()
+        with time_machine.travel(when, tick=False):
+            page = client.get(urlsplit(link).path)
+            assert page.status_code == 200
+            html = page.get_data(as_text=True)
+            form = dict(re.findall(r'name="(csrf_token|version)" type="hidden" value="([^"]*)"', html)
+                        or re.findall(r'type="hidden" name="(csrf_token|version)" value="([^"]*)"', html))
+            assert set(form) == {"csrf_token", "version"}, html
+            for name in re.findall(r'type="checkbox" id="[^"]+" name="([^"]+)"', html):
+                form[name] = "y"
+            done = client.post(urlsplit(link).path, data=form)
+            assert done.status_code == 303, done.get_data(as_text=True)
+    finally:
+        app.extensions["signoff"].db.dispose()
+
+
+def test_first_reminder(setup, cli, smtp):
+    config = setup()
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    assert len(smtp.inbox) == 3
+    message = smtp.inbox.to("amira@example.org")[0]
+
+    assert message["To"].addresses[0].display_name == "Amira Khan"
+    assert message["To"].addresses[0].addr_spec == "amira@example.org"
+    assert len(message["To"].addresses) == 1
+    assert message["From"].addresses[0].addr_spec == "noreply@example.org"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message.get_content_type() in ("multipart/alternative", "multipart/mixed")
+    assert POLICY in message["Subject"]
+    assert "22 September" in message["Subject"]  # by when: 21 days after 1 September
+
+    link = link_in(message)  # the same link in both parts
+    assert link.startswith("http://signoff.test/c/")
+    text, html = parts(message)
+    for body in (text, flat(html)):
+        assert "Dear Amira Khan" in body
+        assert POLICY in body
+        assert "Re-read the policy" in body
+        assert NOTE in body                                 # check privacy settings
+        assert "Tuesday 22 September 2026" in body          # by when
+        assert "Why you are getting this" in body           # why
+        assert "you are on the staff list at Test Nursery" in body
+    assert f'href="{link}"' in html
+
+
+def test_every_message_has_its_own_message_id_and_link(setup, cli, smtp):
+    config = setup()
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    tick(cli, config, "2026-09-08T09:00+01:00")
+    assert len(smtp.inbox) == 6
+    ids = [m["Message-ID"] for m in smtp.inbox.messages]
+    assert all(re.fullmatch(r"<[^<>@\s]+@example\.org>", i) for i in ids), ids
+    assert len(set(ids)) == 6
+    links = [link_in(m) for m in smtp.inbox.messages]
+    assert len(set(links)) == 6  # each email carries a fresh token
+
+
+def test_follow_up(setup, cli, smtp):
+    config = setup()
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    tick(cli, config, "2026-09-08T09:00+01:00")
+    first, follow_up = smtp.inbox.to("ben@example.org")
+    assert follow_up["Subject"] != first["Subject"]
+    assert POLICY in follow_up["Subject"] and "22 September" in follow_up["Subject"]
+    assert follow_up["Auto-Submitted"] == "auto-generated"
+    assert follow_up["To"].addresses[0].display_name == "Ben Lewis"
+    link = link_in(follow_up)
+    assert link != link_in(first)
+    text, html = parts(follow_up)
+    for body in (text, flat(html)):
+        assert "Dear Ben Lewis" in body
+        assert "not yet had your confirmation" in body
+        assert "1 September" in body  # when we first asked
+        assert "Re-read the policy" in body and NOTE in body
+        assert "Tuesday 22 September 2026" in body
+        assert "Why you are getting this" in body
+
+
+def test_both_links_keep_working_after_the_follow_up(setup, cli, smtp):
+    config = setup()
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    tick(cli, config, "2026-09-08T09:00+01:00")
+    first, _ = smtp.inbox.to("ben@example.org")
+    confirm_by_page(config, link_in(first), dt.datetime(2026, 9, 9, 10, tzinfo=dt.timezone.utc))
+    tick(cli, config, "2026-09-15T09:00+01:00")
+    assert len(smtp.inbox.to("ben@example.org")) == 2  # confirmed: no second follow-up
+    assert len(smtp.inbox.to("amira@example.org")) == 3
+
+
+def test_digest_lists_every_overdue_person(setup, cli, smtp):
+    config = setup()
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    chloe = smtp.inbox.to("chloe@example.org")[0]
+    confirm_by_page(config, link_in(chloe), dt.datetime(2026, 9, 2, 10, tzinfo=dt.timezone.utc))
+    smtp.inbox.refuse["ben@example.org"] = "550 5.1.1 No such user"
+    tick(cli, config, "2026-09-08T09:00+01:00")
+    tick(cli, config, "2026-09-15T09:00+01:00")
+    assert smtp.inbox.to("head@example.org") == []  # nobody overdue yet: no digest
+    alert = smtp.inbox.to("office@example.org")[0]  # the office hears of the bounce at once
+    assert [a.addr_spec for a in alert["To"].addresses] == ["office@example.org"]
+    assert "ben@example.org" in alert["Subject"] and "550 5.1.1" in parts(alert)[0]
+
+    tick(cli, config, "2026-09-22T09:00+01:00")
+    digests = smtp.inbox.to("head@example.org")
+    assert len(digests) == 1
+    digest = digests[0]
+    assert digest["To"].addresses[0].display_name == "Helen Head"
+    assert digest["Auto-Submitted"] == "auto-generated"
+    assert digest["Message-ID"]
+    assert digest.get_body(("plain",)) is not None and digest.get_body(("html",)) is not None
+    text, html = parts(digest)
+    assert "Dear Helen Head" in text
+
+    lines = {who: next(line for line in text.splitlines() if f"{who}@example.org" in line)
+             for who in ("amira", "ben")}
+    assert "Amira Khan" in lines["amira"] and "21 days outstanding" in lines["amira"]
+    assert "3 reminders sent" in lines["amira"]
+    assert "DELIVERY PROBLEM" not in lines["amira"]
+    assert "Ben Lewis" in lines["ben"] and "21 days outstanding" in lines["ben"]
+    assert "1 reminder sent" in lines["ben"]
+    assert "550 5.1.1 No such user" in lines["ben"]
+    assert "chloe@example.org" not in text and "chloe@example.org" not in html
+    assert "confirmed 1 of 3" in text
+
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    cells = {m: [flat(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+             for row in rows for m in ("amira", "ben") if f"{m}@example.org" in row}
+    assert cells["amira"][:2] == ["Amira Khan", "amira@example.org"]
+    assert "21" in cells["amira"] and "3" in cells["amira"]
+    assert cells["ben"][:2] == ["Ben Lewis", "ben@example.org"]
+    assert "550 5.1.1 No such user" in cells["ben"]
+    assert "confirmed 1 of 3" in flat(html)
+    assert "people have not confirmed" in digest["Subject"] or "2" in digest["Subject"]
+
+    # Weekly while anyone is overdue; not again the next day.
+    tick(cli, config, "2026-09-23T09:00+01:00")
+    assert len(smtp.inbox.to("head@example.org")) == 1
+    tick(cli, config, "2026-09-29T09:00+01:00")
+    assert len(smtp.inbox.to("head@example.org")) == 2
+    later, _ = parts(smtp.inbox.to("head@example.org")[1])
+    assert "28 days outstanding" in later
+
+
+def test_inactive_person_is_in_no_digest(setup, cli, smtp, tmp_path):
+    config = setup()
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    (tmp_path / "leaver.csv").write_text("name,email,active\nBen Lewis,ben@example.org,no\n")
+    assert cli("staff", "import", str(tmp_path / "leaver.csv"), config=config).exit_code == 0
+    for day in ("08", "15", "22"):
+        tick(cli, config, f"2026-09-{day}T09:00+01:00")
+    text, html = parts(smtp.inbox.to("head@example.org")[0])
+    assert "amira@example.org" in text and "chloe@example.org" in text
+    assert "ben@example.org" not in text and "ben@example.org" not in html
+    assert "confirmed 0 of 2" in text
+
+
+def test_no_header_injection_from_roster_names(setup, cli, smtp):
+    roster = ('name,email\n'
+              '"Eve\r\nBcc: victim@evil.example",eve@example.org\n'
+              '"Mallory\nSubject: hacked\nCc: cc@evil.example",mallory@example.org\n'
+              '"Smith, Jo <other@evil.example>",jo@example.org\n')
+    config = setup(roster=roster)
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    assert len(smtp.inbox) == 3
+    for message in smtp.inbox.messages:
+        assert message["Bcc"] is None and message["Cc"] is None
+        assert len(message.get_all("Subject")) == 1 and "hacked" not in message["Subject"]
+        assert len(message.get_all("To")) == 1
+        assert len(message["To"].addresses) == 1
+        for name, value in message.items():
+            assert "evil.example" not in value or name == "To", (name, value)
+    to = {m["To"].addresses[0].addr_spec: m["To"].addresses[0].display_name
+          for m in smtp.inbox.messages}
+    assert to == {"eve@example.org": "Eve Bcc: victim@evil.example",
+                  "mallory@example.org": "Mallory Subject: hacked Cc: cc@evil.example",
+                  "jo@example.org": "Smith, Jo <other@evil.example>"}
+    eve = smtp.inbox.to("eve@example.org")[0]
+    assert "Dear Eve Bcc: victim@evil.example" in parts(eve)[0]
+
+
+def test_names_with_accents_and_punctuation_reach_the_to_header_intact(setup, cli, smtp):
+    roster = ('name,email\n'
+              'Zoë Brown,zoe@example.org\n'
+              '"Siân O\'Neill, Deputy",sian@example.org\n'
+              'Amira Khan,amira@example.org\n')
+    config = setup(roster=roster)
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    to = {m["To"].addresses[0].addr_spec: m["To"].addresses[0].display_name
+          for m in smtp.inbox.messages}
+    assert to == {"zoe@example.org": "Zoë Brown", "sian@example.org": "Siân O'Neill, Deputy",
+                  "amira@example.org": "Amira Khan"}
+    assert all(len(m["To"].addresses) == 1 for m in smtp.inbox.messages)
+    assert "Dear Zoë Brown" in parts(smtp.inbox.to("zoe@example.org")[0])[0]
