@@ -12,11 +12,12 @@ from flask import Blueprint, Flask, abort, redirect, render_template, request, u
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from wtforms import BooleanField, HiddenField
 
 from . import events, policies, tokens
 from .app import services
-from .models import Confirmation, Link, Request
+from .models import Confirmation, Cycle, Link, Request
 
 bp = Blueprint("confirm", __name__)
 
@@ -34,7 +35,12 @@ def _link(token: str) -> Link:
         abort(404)
     svc = services()
     with svc.db.read() as session:
-        link = session.scalars(select(Link).filter_by(token_sha256=tokens.digest(token))).first()
+        # One query loads the link with what the page needs (request, person, cycle, policy).
+        link = session.scalars(
+            select(Link).filter_by(token_sha256=tokens.digest(token))
+            .options(joinedload(Link.request).joinedload(Request.staff),
+                     joinedload(Link.request).joinedload(Request.cycle)
+                     .joinedload(Cycle.policy))).first()
         if link is None:
             abort(404)
         # Load what the page needs while the session is open.

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from . import events, planner
@@ -61,6 +61,35 @@ def overdue_people(svc: Services, session: Session, now: dt.datetime) -> list[Ov
             for rid, name, email, title, reminded, count, problem in rows]
 
 
+@dataclass(frozen=True)
+class Undeliverable:
+    request_id: int
+    name: str
+    email: str
+    policy: str
+    problem: str
+
+
+def undeliverable(svc: Services, session: Session, now: dt.datetime) -> list[Undeliverable]:
+    """People not overdue yet whose latest email failed: the head teacher hears in the next digest,
+    not weeks later when they become overdue (by then the bounced address has cost them the time)."""
+    cycle_ids = current_cycle_ids(svc, session, now)
+    # The latest message with an outcome: a follow-up queued in this same tick is still pending.
+    latest = (select(func.max(Outbox.id)).where(Outbox.kind.in_(("reminder", "followup")),
+                                                Outbox.status.in_(("sent", "failed")))
+              .group_by(Outbox.request_id))
+    rows = session.execute(
+        select(Request.id, Staff.name, Staff.email, Policy.title, Outbox.last_error)
+        .join(Outbox, Outbox.request_id == Request.id)
+        .join(Staff, Request.staff_id == Staff.id)
+        .join(Cycle, Request.cycle_id == Cycle.id).join(Policy, Cycle.policy_id == Policy.id)
+        .where(Outbox.id.in_(latest), Outbox.status == "failed",
+               Request.cycle_id.in_(cycle_ids), Request.closed_at.is_(None), Staff.active,
+               or_(Request.overdue_at.is_(None), Request.overdue_at > now))
+        .order_by(Staff.name))
+    return [Undeliverable(*row) for row in rows]
+
+
 def summary(svc: Services, session: Session, now: dt.datetime) -> list[dict[str, Any]]:
     """Per policy: confirmed X of Y (Y leaves out exempt people), for the digest's summary line."""
     cycle_ids = current_cycle_ids(svc, session, now)
@@ -80,6 +109,7 @@ def summary(svc: Services, session: Session, now: dt.datetime) -> list[dict[str,
 
 def digest_context(svc: Services, session: Session, now: dt.datetime) -> dict[str, Any]:
     return {"overdue": overdue_people(svc, session, now), "summary": summary(svc, session, now),
+            "undeliverable": undeliverable(svc, session, now),
             "head": svc.config.head_teacher, "today": now.astimezone(svc.calendar.tz),
             "escalate_after_days": svc.config.schedule.escalate_after_days,
             "digest_every_days": svc.config.schedule.digest_every_days}

@@ -19,12 +19,12 @@ from typing import Any
 
 from flask_mail import Message
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from . import events, planner, policies, tokens
 from .app import Services
 from .mailer import connect, make_message
-from .models import Link, Outbox, Request
+from .models import Cycle, Link, Outbox, Request
 
 LEASE = dt.timedelta(minutes=15)
 BATCH = 20  # with a 30 s timeout, a batch ends well inside its lease
@@ -83,9 +83,10 @@ def deliver(svc: Services, now: dt.datetime) -> Delivery:
         while True:
             with svc.db.write() as session:
                 ids = claim(session, now, worker)
-                prepared = [_prepare(svc, session, row, now, result)
-                            for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))
-                                                       .order_by(Outbox.id))]
+                rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids))
+                                       .order_by(Outbox.id)).all()
+                _load_requests(session, [row.request_id for row in rows if row.request_id])
+                prepared = [_prepare(svc, session, row, now, result) for row in rows]
             if not ids:
                 break
             todo = [p for p in prepared if p is not None]
@@ -98,10 +99,16 @@ def deliver(svc: Services, now: dt.datetime) -> Delivery:
                     _release(svc, [o for o, _ in todo[index:]], worker)
                     result.stopped = str(exc)
                     return result
+                except smtplib.SMTPSenderRefused as exc:
+                    # The server refuses us (login required, sender not allowed), not this
+                    # recipient: every message would meet the same, so stop and spend no attempts.
+                    _release(svc, [o for o, _ in todo[index:]], worker)
+                    result.stopped = f"the mail server refused the sender: {_reason(exc)}"
+                    return result
                 except smtplib.SMTPResponseException as exc:
                     permanent = 500 <= exc.smtp_code < 600
                     _failure(svc, outbox_id, _reason(exc), permanent, now, result)
-                    if isinstance(exc, smtplib.SMTPSenderRefused) or exc.smtp_code == 421:
+                    if exc.smtp_code == 421:
                         conn = _drop(conn)
                 except smtplib.SMTPRecipientsRefused as exc:
                     (code, text), = exc.recipients.values()
@@ -152,6 +159,14 @@ def _text(value: Any) -> str:
     return " ".join(text.split())[:500]
 
 
+def _load_requests(session: Session, ids: list[int]) -> None:
+    """The batch's requests with their people and cycles in one query, not three per message."""
+    if ids:
+        session.scalars(select(Request).where(Request.id.in_(ids))
+                        .options(joinedload(Request.staff),
+                                 joinedload(Request.cycle).joinedload(Cycle.policy))).all()
+
+
 def _prepare(svc: Services, session: Session, row: Outbox, now: dt.datetime,
              result: Delivery) -> tuple[int, Message] | None:
     """Render one claimed row. Messages no longer wanted (confirmed, exempt, cycle over) are cancelled."""
@@ -160,6 +175,12 @@ def _prepare(svc: Services, session: Session, row: Outbox, now: dt.datetime,
         if request.closed_at is not None or not request.staff.active or not _current(svc, request, now):
             row.status, row.claimed_until = "cancelled", None
             result.cancelled += 1
+            if request.closed_at is None and not request.staff.active and row.stage is not None:
+                # Made inactive while this was queued: free the key and step back, so that if
+                # they are made active again this cycle the stage is asked for afresh.
+                row.key = f"{row.key}:cancelled:{row.id}"
+                request.stage_sent = min(request.stage_sent, row.stage - 1)
+                request.next_check_at = now
             return None
         token, token_hash = tokens.new_token()
         session.add(Link(request_id=request.id, token_sha256=token_hash, created_at=now))
@@ -189,7 +210,7 @@ def reminder_context(svc: Services, session: Session, request: Request, stage: i
     return {
         "person": request.staff,
         "policy": policy,
-        "version": policies.current_version(session, policy.id),
+        "version": _version(session, policy.id),
         "stage": stage,
         "stage_label": planner.stage_label(stage),
         "due_date": due.astimezone(cal.tz),
@@ -197,6 +218,14 @@ def reminder_context(svc: Services, session: Session, request: Request, stage: i
         "policy_note": next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug),
                             None),
     }
+
+
+def _version(session: Session, policy_id: int):
+    """The policy's current version, looked up once per session (a batch), not once per message."""
+    versions = session.info.setdefault("policy_versions", {})
+    if policy_id not in versions:
+        versions[policy_id] = policies.current_version(session, policy_id)
+    return versions[policy_id]
 
 
 def _current(svc: Services, request: Request, now: dt.datetime) -> bool:
@@ -221,7 +250,7 @@ def _sent(svc: Services, outbox_id: int, message_id: str, now: dt.datetime) -> N
         row.claimed_until = None
         row.last_error = None
         if row.request_id is not None and row.kind in ("reminder", "followup"):
-            request = session.get(Request, row.request_id)
+            request = session.get(Request, row.request_id, options=_WITH_STATE)
             _advance(svc, request, now)
             events.record(session, "invited" if row.stage == planner.REMINDER else "reminded", now,
                           staff_id=request.staff_id, request_id=request.id, stage=row.stage,
@@ -239,6 +268,10 @@ def _advance(svc: Services, request: Request, now: dt.datetime) -> None:
         request.reminded_at = now
         request.overdue_at = request.due_extended_to or planner.overdue_at(now, svc.calendar)
     request.next_check_at = planner.next_check(state_of(request), svc.calendar, now)
+
+
+# What state_of() reads, loaded with the request in one query.
+_WITH_STATE = [joinedload(Request.staff), joinedload(Request.cycle)]
 
 
 def state_of(request: Request) -> planner.RequestState:
@@ -266,11 +299,12 @@ def _failure(svc: Services, outbox_id: int, reason: str, permanent: bool, now: d
         row.status, row.failed_at = "failed", now
         result.failed += 1
         result.failures.append(f"{row.to_email}: {reason}")
-        request = session.get(Request, row.request_id) if row.request_id else None
+        request = (session.get(Request, row.request_id, options=_WITH_STATE)
+                   if row.request_id else None)
         if request is not None and row.kind in ("reminder", "followup"):
             _advance(svc, request, now)
         events.record(session, "delivery_failed", now, staff_id=request.staff_id if request else None,
-                      request_id=row.request_id, kind=row.kind, to=row.to_email, reason=reason)
+                      request_id=row.request_id, message=row.kind, to=row.to_email, reason=reason)
         admin = svc.config.mail.admin_email
         if admin and row.kind != "alert":
             enqueue(session, svc.db.insert, key=f"alert:{row.id}", kind="alert", to_email=admin,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from markdown_it import MarkdownIt
@@ -17,7 +18,10 @@ from .models import Policy, PolicyVersion, Setting
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
+@functools.lru_cache(maxsize=8)
 def render(text: str) -> Markup:
+    # Cached: every GET of the confirmation page shows the same few texts, and parsing the whole
+    # policy each time cost more than the rest of the page together.
     return Markup(_markdown.render(text))
 
 

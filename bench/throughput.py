@@ -1,0 +1,66 @@
+"""(1) Send throughput: the opening-day tick for 5,000 staff against a floor script that sends the
+very same messages (the bytes the sink received from the tick) over one smtplib connection."""
+
+from __future__ import annotations
+
+import pickle
+import smtplib
+import tempfile
+import time
+from pathlib import Path
+
+from . import world
+from .sink import Sink
+
+STAFF = 5_000
+
+
+def tick_seconds(staff: int = STAFF, keep: str | None = None) -> tuple[float, int]:
+    from workflow import tick
+
+    port = world.free_port()
+    w = world.build(staff, port)
+    sink = Sink(port, keep=keep)
+    try:
+        app = w.app()
+        svc = app.extensions["signoff"]
+        with app.app_context():
+            started = time.perf_counter()
+            result = tick.run(svc, world.OPEN)
+            elapsed = time.perf_counter() - started
+        svc.db.dispose()
+    finally:
+        received = sink.stop()
+        w.remove()
+    assert result.delivery.sent == staff and received == staff, (result.summary(), received)
+    return elapsed, received
+
+
+def floor_seconds(messages: list[bytes]) -> float:
+    port = world.free_port()
+    sink = Sink(port)
+    try:
+        started = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            for i, content in enumerate(messages):
+                smtp.sendmail("noreply@example.org", [f"person{i:06}@example.org"], content)
+        elapsed = time.perf_counter() - started
+    finally:
+        received = sink.stop()
+    assert received == len(messages)
+    return elapsed
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        keep = str(Path(folder) / "messages.pickle")
+        tick_time, sent = tick_seconds(keep=keep)
+        with open(keep, "rb") as f:
+            messages = pickle.load(f)
+    floor_time = floor_seconds(messages)
+    return {"tick_s": tick_time, "floor_s": floor_time, "ratio": floor_time / tick_time,
+            "per_message_ms": 1000 * tick_time / sent}
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,122 @@
+"""A setting to measure: a config in a temporary folder, the database migrated, and thousands of
+staff (and, for the idle tick, their requests) bulk-inserted with SQLAlchemy core for speed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+from workflow import config as config_mod
+from workflow import policies, resources
+from workflow.app import create_app
+from workflow.db import upgrade
+from workflow.models import Cycle, Request, Staff
+
+OPEN = dt.datetime(2026, 9, 1, 7, 0, tzinfo=dt.timezone.utc)  # 08:00 London, Tuesday
+
+CONFIG = """\
+[setting]
+name = "Benchmark Borough Nursery"
+timezone = "Europe/London"
+base_url = "https://signoff.example.org"
+
+[head_teacher]
+name = "Helen Head"
+email = "head@example.org"
+
+[database]
+url = "{db_url}"
+
+[mail]
+server = "127.0.0.1"
+port = {smtp_port}
+sender = "Policy Reminders <noreply@example.org>"
+admin_email = "office@example.org"
+timeout_seconds = 30
+
+[schedule]
+annual_open = "09-01"
+send_time = "08:00"
+reminder_after_days = [7, 14]
+escalate_after_days = 21
+digest_every_days = 7
+
+[[policy]]
+slug = "social-media"
+title = "Use of Social Media Policy"
+file = "policy.md"
+reminder_note = "Check your privacy settings are still set high."
+statements = ["I have re-read the policy.", "No child or parent is my online friend or follower."]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class World:
+    folder: Path
+    config_path: Path
+
+    def app(self):
+        return create_app(config_mod.load(self.config_path))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | None = None,
+          db_url: str | None = None) -> World:
+    """A migrated database with `staff` people. With `requests_sent_at`, each person already has
+    this cycle's request with the first reminder sent then (the state of an idle tick)."""
+    folder = Path(tempfile.mkdtemp(prefix="signoff-bench-"))
+    shutil.copy(resources.path("policies") / "social-media.md", folder / "policy.md")
+    path = folder / "signoff.toml"
+    path.write_text(CONFIG.format(db_url=db_url or f"sqlite:///{folder / 'signoff.db'}",
+                                  smtp_port=smtp_port))
+    world = World(folder, path)
+    app = world.app()
+    svc = app.extensions["signoff"]
+    upgrade(svc.db.url)
+    now = OPEN - dt.timedelta(days=30)
+    with svc.db.write() as session:
+        setting_id = policies.sync(session, svc.config, now)
+        session.execute(insert(Staff), [
+            {"setting_id": setting_id, "email": f"person{i:06}@example.org",
+             "name": f"Person {i:06}", "role": "Practitioner", "start_date": None, "active": True,
+             "created_at": now, "updated_at": now} for i in range(staff)])
+    if requests_sent_at is not None:
+        _requests(svc, requests_sent_at)
+    svc.db.dispose()
+    return world
+
+
+def _requests(svc, sent_at: dt.datetime) -> None:
+    from workflow import planner
+
+    cal = svc.calendar
+    with svc.db.write() as session:
+        policy = policies.configured(session, svc.config)[0]
+        year = cal.cycle_year(sent_at)
+        cycle = Cycle(policy_id=policy.id, year=year, opens_at=cal.cycle_opens(year),
+                      created_at=sent_at)
+        session.add(cycle)
+        session.flush()
+        state = planner.RequestState(cycle_opens=cycle.opens_at, start_date=None, stage_sent=0,
+                                     reminded_at=sent_at, last_message_at=sent_at)
+        next_check = planner.next_check(state, cal, sent_at)
+        overdue = planner.overdue_at(sent_at, cal)
+        ids = session.scalars(select(Staff.id).order_by(Staff.id)).all()
+        session.execute(insert(Request), [
+            {"cycle_id": cycle.id, "staff_id": sid, "created_at": sent_at, "stage_sent": 0,
+             "reminded_at": sent_at, "last_message_at": sent_at, "next_check_at": next_check,
+             "overdue_at": overdue} for sid in ids])

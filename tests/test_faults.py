@@ -1,0 +1,264 @@
+"""Delivery you can trust: a real SMTP server that is down, refuses, stalls, drops the line, rejects
+our login, or outlives a killed tick — on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import ROSTER, SIGNOFF, write_config
+from smtp_faults import FaultServer, password_checker
+
+OPEN = "2026-09-01T09:00+01:00"
+OPEN_AT = dt.datetime.fromisoformat(OPEN)
+PEOPLE = ["amira@example.org", "ben@example.org", "chloe@example.org"]
+
+
+@pytest.fixture
+def mail():
+    server = FaultServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def setting(tmp_path, db_url, mail, cli):
+    """A configured setting pointed at the fault server (or `port`), roster imported."""
+    def make(roster: str = ROSTER, port: int | None = None, timeout: int | None = None,
+             mail_extra: str = "", **overrides) -> Path:
+        path = write_config(tmp_path, db_url, port or mail.port, **overrides)
+        text = path.read_text()
+        if timeout is not None:
+            text = text.replace("timeout_seconds = 5", f"timeout_seconds = {timeout}")
+        path.write_text(text.replace("[mail]\n", "[mail]\n" + mail_extra))
+        assert cli("init", config=path).exit_code == 0
+        (tmp_path / "staff.csv").write_text(roster)
+        result = cli("staff", "import", str(tmp_path / "staff.csv"), config=path)
+        assert result.exit_code == 0, result.output
+        return path
+
+    return make
+
+
+def outbox(config: Path) -> dict[str, object]:
+    """The outbox rows by key, read straight from the database."""
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Outbox
+
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            return {row.key: row for row in session.scalars(select(Outbox))}
+    finally:
+        db.dispose()
+
+
+def by_address(rows) -> dict[str, object]:
+    return {row.to_email: row for row in rows.values() if row.kind == "reminder"}
+
+
+def one_line_error(result) -> str:
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# --- the server is down, then back ------------------------------------------------------------
+
+def test_server_down_costs_nothing_and_the_next_tick_sends_everything_once(setting, cli, mail):
+    mail.stop()
+    config = setting()
+    down = cli("tick", "--at", OPEN, config=config)
+    assert down.exit_code == 1
+    assert one_line_error(down).startswith(f"signoff: cannot reach the mail server 127.0.0.1:{mail.port}")
+    rows = outbox(config)
+    assert len(rows) == 3  # nothing lost: every reminder is queued
+    assert {(r.status, r.attempts, r.claimed_until) for r in rows.values()} == {("pending", 0, None)}
+
+    mail.start()
+    back = cli("tick", "--at", "2026-09-01T09:10+01:00", config=config)
+    assert back.exit_code == 0, back.output
+    again = cli("tick", "--at", "2026-09-01T09:20+01:00", config=config)
+    assert again.exit_code == 0
+    assert mail.inbox.recipients() == Counter(PEOPLE)
+    assert {r.status for r in outbox(config).values()} == {"sent"}
+
+
+# --- transient refusals back off and are delivered once ---------------------------------------
+
+@pytest.mark.parametrize("at, action", [
+    ("RCPT", "451 4.7.1 Greylisted, try again later"),
+    ("DATA", "452 4.3.1 Insufficient system storage"),
+    ("DATA", "stall"),  # longer than [mail] timeout_seconds
+    ("DATA", "drop"),   # the connection goes mid-message
+], ids=["4xx-rcpt", "4xx-data", "timeout", "dropped"])
+def test_transient_refusal_is_retried_with_growing_backoff_and_delivered_once(
+        setting, cli, mail, at, action):
+    config = setting(timeout=1)
+    mail.inbox.add("ben@example.org", at, action, times=2, stall_seconds=2.5)
+
+    first = cli("tick", "--at", OPEN, config=config)
+    assert first.exit_code == 1
+    assert "Traceback" not in first.output
+    ben = by_address(outbox(config))["ben@example.org"]
+    assert (ben.status, ben.attempts) == ("retrying", 1)
+    assert ben.last_error
+    delay1 = ben.next_attempt_at - OPEN_AT
+    # Exponential backoff from 5 minutes, with ±25% jitter.
+    assert dt.timedelta(minutes=3.75) <= delay1 <= dt.timedelta(minutes=6.25)
+    assert delay1 != dt.timedelta(minutes=5)
+    assert sorted(mail.inbox.recipients()) == ["amira@example.org", "chloe@example.org"]
+
+    early = cli("tick", "--at", (OPEN_AT + dt.timedelta(minutes=3)).isoformat(), config=config)
+    assert early.exit_code == 0  # nothing due: ben waits out his backoff
+    assert by_address(outbox(config))["ben@example.org"].attempts == 1
+
+    second_at = ben.next_attempt_at
+    second = cli("tick", "--at", second_at.isoformat(), config=config)
+    assert second.exit_code == 1
+    ben = by_address(outbox(config))["ben@example.org"]
+    assert (ben.status, ben.attempts) == ("retrying", 2)
+    delay2 = ben.next_attempt_at - second_at
+    assert dt.timedelta(minutes=7.5) <= delay2 <= dt.timedelta(minutes=12.5)
+
+    third = cli("tick", "--at", ben.next_attempt_at.isoformat(), config=config)
+    assert third.exit_code == 0, third.output
+    ben = by_address(outbox(config))["ben@example.org"]
+    assert (ben.status, ben.attempts) == ("sent", 3)
+    assert mail.inbox.recipients() == Counter(PEOPLE)
+
+
+def test_concurrent_ticks_make_one_retry_attempt(setting, cli, mail):
+    config = setting()
+    mail.inbox.add("ben@example.org", "RCPT", "451 4.7.1 Greylisted, try again later")
+    assert cli("tick", "--at", OPEN, config=config).exit_code == 1
+    retry_at = by_address(outbox(config))["ben@example.org"].next_attempt_at.isoformat()
+
+    ticks = [subprocess.Popen([*SIGNOFF, "--config", str(config), "tick", "--at", retry_at],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outputs = [t.communicate(timeout=60) for t in ticks]
+    assert all("Traceback" not in err for _, err in outputs)
+    ben = by_address(outbox(config))["ben@example.org"]
+    assert ben.attempts == 2  # one attempt between the three ticks
+    assert mail.inbox.hits[("ben@example.org", "RCPT", "451 4.7.1 Greylisted, try again later")] == 2
+
+
+# --- permanent refusal --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("at, reply", [("RCPT", "550 5.1.1 No such user"),
+                                       ("DATA", "554 5.7.1 Message rejected")],
+                         ids=["5xx-rcpt", "5xx-data"])
+def test_permanent_refusal_fails_that_message_reports_it_and_alerts(setting, cli, mail, at, reply):
+    config = setting()
+    mail.inbox.add("ben@example.org", at, reply)
+
+    result = cli("tick", "--at", OPEN, config=config)
+    assert result.exit_code == 1
+    assert f"failed: ben@example.org: {reply}" in result.stderr
+    assert "Traceback" not in result.output
+    ben = by_address(outbox(config))["ben@example.org"]
+    assert (ben.status, ben.last_error) == ("failed", reply)
+    assert len(mail.inbox.to("amira@example.org")) == len(mail.inbox.to("chloe@example.org")) == 1
+
+    alert, = mail.inbox.to("office@example.org")
+    text = alert.get_body(("plain",)).get_content()
+    assert "ben@example.org" in alert["Subject"]
+    assert "Ben Lewis <ben@example.org>" in text and reply in text
+
+    report = cli("report", "--format", "csv", config=config)
+    delivery = {line.split(",")[1]: line.split(",")[10] for line in report.output.splitlines()[1:]}
+    assert delivery == {"amira@example.org": "ok", "ben@example.org": f"failed: {reply}",
+                        "chloe@example.org": "ok"}
+
+    # A new starter whose address bounces is named in the next digest, though not overdue yet.
+    roster = ROSTER + "Dan Bounce,dan@example.org,Cook,,yes\n"
+    (config.parent / "staff.csv").write_text(roster)
+    assert cli("staff", "import", str(config.parent / "staff.csv"), config=config).exit_code == 0
+    mail.inbox.add("dan@example.org", at, reply)
+    assert cli("tick", "--at", "2026-09-14T09:00+01:00", config=config).exit_code == 1
+
+    cli("tick", "--at", "2026-09-22T09:00+01:00", config=config)
+    digest, = mail.inbox.to("head@example.org")
+    body = digest.get_body(("plain",)).get_content()
+    assert "ben@example.org" in body and reply in body
+    assert "dan@example.org" in body
+
+
+# --- the server refuses our login ---------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.parametrize("username", ["signoff", ""], ids=["wrong-password", "no-login"])
+def test_authentication_failure_stops_at_once_without_spending_attempts(
+        tmp_path, db_url, cli, monkeypatch, username):
+    server = FaultServer(auth_required=True, auth_require_tls=False,
+                         authenticator=password_checker("signoff", "right horse")).start()
+    try:
+        monkeypatch.setenv("SIGNOFF_TEST_SMTP_PASSWORD", "wrong horse")
+        config = write_config(tmp_path, db_url, server.port)
+        config.write_text(config.read_text().replace(
+            "[mail]\n", f'[mail]\nusername = "{username}"\n'
+                        'password_env = "SIGNOFF_TEST_SMTP_PASSWORD"\n'))
+        assert cli("init", config=config).exit_code == 0
+        (tmp_path / "staff.csv").write_text(ROSTER)
+        assert cli("staff", "import", str(tmp_path / "staff.csv"), config=config).exit_code == 0
+
+        refused = cli("tick", "--at", OPEN, config=config)
+        assert refused.exit_code == 1
+        line = one_line_error(refused)
+        assert "mail server" in line and "wrong horse" not in line
+        assert {(r.status, r.attempts, r.claimed_until) for r in outbox(config).values()} == {
+            ("pending", 0, None)}
+        assert len(server.inbox) == 0
+
+        if username:  # the operator fixes the secret; everything goes once
+            monkeypatch.setenv("SIGNOFF_TEST_SMTP_PASSWORD", "right horse")
+            fixed = cli("tick", "--at", "2026-09-01T09:30+01:00", config=config)
+            assert fixed.exit_code == 0, fixed.output
+            assert server.inbox.recipients() == Counter(PEOPLE)
+    finally:
+        server.stop()
+
+
+# --- killed mid-send ----------------------------------------------------------------------------
+
+def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(setting, mail):
+    from workflow.outbox import LEASE
+
+    people = [f"person{i:03}@example.org" for i in range(300)]
+    roster = "name,email\n" + "".join(f"Person {i:03},{a}\n" for i, a in enumerate(people))
+    config = setting(roster=roster)
+    mail.inbox.data_delay = 0.02  # a slow server, so the kill lands mid-run
+
+    tick = subprocess.Popen([*SIGNOFF, "--config", str(config), "tick", "--at", OPEN],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(mail.inbox) < 40 and time.monotonic() < deadline and tick.poll() is None:
+        time.sleep(0.01)
+    os.kill(tick.pid, signal.SIGKILL)
+    tick.wait()
+    before = len(mail.inbox)
+    assert 40 <= before < 300
+
+    # The killed tick's claims are leases; once they expire three ticks at once finish the job.
+    later = (OPEN_AT + LEASE + dt.timedelta(minutes=1)).isoformat()
+    ticks = [subprocess.Popen([*SIGNOFF, "--config", str(config), "tick", "--at", later],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    results = [(t.communicate(timeout=120), t.returncode) for t in ticks]
+    assert [code for _, code in results] == [0, 0, 0], results
+
+    received = mail.inbox.recipients()
+    assert set(received) == set(people)
+    assert sum(received.values()) - len(people) <= 1
+    assert {r.status for r in outbox(config).values()} == {"sent"}

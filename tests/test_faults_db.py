@@ -1,0 +1,65 @@
+"""The database side of delivery, on both databases: `signoff init` is idempotent (migrations
+included), and a claim is the statement the design promises — `FOR UPDATE SKIP LOCKED` on
+PostgreSQL, `BEGIN IMMEDIATE` then `UPDATE … RETURNING` on SQLite — seen as the SQL actually sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import event, func, select
+
+from conftest import at
+
+
+def test_init_twice_is_idempotent(setup, cli):
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Policy, PolicyVersion
+
+    config = setup()
+    again = cli("init", config=config)
+    assert again.exit_code == 0, again.output
+    db = Database(config_mod.load(config).database.url)
+    try:
+        db.check_ready()
+        with db.read() as session:
+            assert session.scalar(select(func.count()).select_from(Policy)) == 1
+            assert session.scalar(select(func.count()).select_from(PolicyVersion)) == 1
+    finally:
+        db.dispose()
+
+
+def test_claims_lock_rows_the_way_each_database_needs(setup, db_url):
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.outbox import claim, enqueue
+
+    db = Database(config_mod.load(setup()).database.url)
+    statements: list[str] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def capture(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()).upper())
+
+    now = at("2026-09-01 08:00")
+    try:
+        with db.write() as session:
+            enqueue(session, db.insert, key="test:1", kind="alert", to_email="a@example.org",
+                    to_name="", now=now, payload={})
+        statements.clear()
+        with db.write() as session:
+            claimed = claim(session, now + dt.timedelta(seconds=1), "worker-a")
+        with db.write() as session:
+            again = claim(session, now + dt.timedelta(seconds=2), "worker-b")
+    finally:
+        db.dispose()
+
+    assert len(claimed) == 1 and again == []  # the lease holds the row
+    update = next(s for s in statements if s.startswith("UPDATE OUTBOX"))
+    assert re.search(r"RETURNING (OUTBOX\.)?ID$", update)
+    if db_url.startswith("sqlite"):
+        assert statements[0] == "BEGIN IMMEDIATE"
+        assert "FOR UPDATE" not in update
+    else:
+        assert "FOR UPDATE SKIP LOCKED" in update
