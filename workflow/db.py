@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,16 +48,24 @@ class Database:
     def insert(self, table):
         """INSERT … ON CONFLICT DO NOTHING in this database's dialect."""
         dialect = sqlite if self.is_sqlite else postgresql
-        return dialect.insert(table).on_conflict_do_nothing()
+        # rowcount (how many rows went in) is only kept for an INSERT when asked for; else -1 on PG.
+        return (dialect.insert(table).on_conflict_do_nothing()
+                .execution_options(preserve_rowcount=True))
 
     def check_ready(self) -> None:
+        """The database answers and is migrated to this version's head (else: run `signoff init`)."""
+        from alembic.migration import MigrationContext
+
         try:
             with self.engine.connect() as conn:
-                tables = set(inspect(conn).get_table_names())
+                current = set(MigrationContext.configure(conn).get_current_heads())
         except OperationalError as exc:
             raise DatabaseError(f"cannot open the database {_safe(self.url)}: {exc.orig}") from None
-        if "outbox" not in tables:
+        if not current:
             raise DatabaseError(f"the database {_safe(self.url)} is not set up: run `signoff init`")
+        if current != set(_script().get_heads()):
+            raise DatabaseError(f"the database {_safe(self.url)} is from another version of signoff: "
+                                "run `signoff init` to upgrade it")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -100,12 +108,24 @@ def _safe(url: str) -> str:
         return "<unparseable url>"
 
 
-def upgrade(url: str) -> None:
-    """Run Alembic migrations to head (what `signoff init` does)."""
-    from alembic import command
+def _alembic_config():
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(resources.path("migrations")))
+    return cfg
+
+
+def _script():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def upgrade(url: str) -> None:
+    """Run Alembic migrations to head (what `signoff init` does)."""
+    from alembic import command
+
+    cfg = _alembic_config()
     cfg.attributes["url"] = url
     command.upgrade(cfg, "head")

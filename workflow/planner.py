@@ -111,10 +111,12 @@ def projection(state: RequestState, cal: Calendar, start: dt.datetime,
         reminded_at = due
     else:
         reminded_at = state.reminded_at or start
-    for stage in range(max(state.stage_sent, REMINDER) + 1,
-                       len(cal.schedule.reminder_after_days) + 1):
+    last = len(cal.schedule.reminder_after_days)
+    for stage in range(max(state.stage_sent, REMINDER) + 1, last + 1):
         due = followup_due(reminded_at, stage, cal)
         if due > end:
             return
+        if stage < last and followup_due(reminded_at, stage + 1, cal) == due:
+            continue  # moved onto the next one's day: due_stage sends only the latest of the two
         if due >= start:
             yield due, stage

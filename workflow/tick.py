@@ -74,14 +74,17 @@ def _open_cycles(svc: Services, session, now: dt.datetime, result: TickResult) -
     year = svc.calendar.cycle_year(now)
     cycles = []
     for policy in policies.configured(session, svc.config):
-        cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=year)).first()
+        find = select(Cycle).filter_by(policy_id=policy.id, year=year)
+        cycle = session.scalars(find).first()
         if cycle is None:
-            cycle = Cycle(policy_id=policy.id, year=year, opens_at=svc.calendar.cycle_opens(year),
-                          created_at=now)
-            session.add(cycle)
-            session.flush()
-            events.record(session, "cycle_opened", now, policy=policy.slug, year=year)
-            result.opened.append(f"{policy.slug} {year}")
+            # ON CONFLICT DO NOTHING: on PostgreSQL another tick may open it at the same moment.
+            opened = session.execute(svc.db.insert(Cycle.__table__).values(
+                policy_id=policy.id, year=year, opens_at=svc.calendar.cycle_opens(year),
+                created_at=now)).rowcount
+            cycle = session.scalars(find).one()
+            if opened:
+                events.record(session, "cycle_opened", now, policy=policy.slug, year=year)
+                result.opened.append(f"{policy.slug} {year}")
         cycles.append(cycle)
     return cycles
 

@@ -53,11 +53,13 @@ def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
                     if stage == planner.REMINDER:
                         reminded = when
                         why = _first_reminder_why(cal, y, opens, person.start_date, when)
+                        planned = max(cal.local_date(opens), person.start_date or dt.date.min)
                     else:
                         days = cal.schedule.reminder_after_days[stage - 1]
                         why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
+                        planned = cal.local_date(reminded) + dt.timedelta(days=days)
                     out.append(Entry(when, planner.stage_label(stage), f"{person.name} <{person.email}>",
-                                     policy.slug, why + _moved(cal, when)))
+                                     policy.slug, why + _moved(cal, when, planned)))
                 if reminded is not None:
                     due = (request.overdue_at if request is not None and request.overdue_at
                            else planner.overdue_at(reminded, cal))
@@ -77,8 +79,11 @@ def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start:
         if due > end:
             return
         count = sum(1 for o in overdue if o <= due)
+        planned = cal.local_date(overdue[0])
+        if last_day is not None:
+            planned = max(planned, last_day + dt.timedelta(days=cal.schedule.digest_every_days))
         yield Entry(due, "head-teacher digest", f"{head.name} <{head.email}>", "all",
-                    f"{count} overdue" + _moved(cal, due))
+                    f"{count} overdue" + _moved(cal, due, planned))
         last_day = cal.local_date(due)
 
 
@@ -92,14 +97,16 @@ def _first_reminder_why(cal, year: int, opens: dt.datetime, start_date: dt.date 
     return f"{year} cycle opens {cal.local_date(opens):%a %-d %b}"
 
 
-def _moved(cal, when: dt.datetime) -> str:
-    """Say why a send is not on the day it would otherwise be (weekend or public holiday)."""
-    day = cal.local_date(when) - dt.timedelta(days=1)
-    skipped = []
-    while cal.schedule.working_days_only and not cal.is_working_day(day):
+def _moved(cal, when: dt.datetime, planned: dt.date) -> str:
+    """Say why a send goes later than its planned day: the weekend or public holidays it skipped.
+    One that is late only because the timeline starts after its day (asked at once) skipped none."""
+    if when > cal.slot(planned):
+        return ""
+    skipped, day = [], planned
+    while day < cal.local_date(when):
         skipped.append(cal.holiday_name(day) or day.strftime("%A"))
-        day -= dt.timedelta(days=1)
-    return f"; after {', '.join(reversed(skipped))}" if skipped else ""
+        day += dt.timedelta(days=1)
+    return f"; after {', '.join(skipped)}" if skipped else ""
 
 
 def render(svc: Services, session: Session, start: dt.datetime, end: dt.datetime) -> Iterator[str]:

@@ -1,0 +1,211 @@
+"""The two long-running processes as an operator runs them: `signoff serve` answering real HTTP, and
+`signoff scheduler` ticking on the real clock and stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import http.client
+import http.cookiejar
+import json
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import SIGNOFF, free_port, link_in, run_signoff, write_config
+
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def start(config: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """Start `signoff <args>` in the background, its output going to a log file."""
+    log = config.parent / f"{args[0]}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*SIGNOFF, "--config", str(config), *args], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=config.parent)
+    return proc, log
+
+
+def stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def poll(condition, what: str, proc: subprocess.Popen, log: Path, deadline: float = 60):
+    """Wait for condition() to be truthy, failing early (with the log) if the process dies."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"process exited ({proc.returncode}) before {what}:\n{log.read_text()}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def get(url: str, method: str = "GET") -> tuple[int, str]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request(method, parts.path, headers={"User-Agent": "MailScanner/2.0"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+    finally:
+        conn.close()
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name and 'type="hidden"' in tag:
+            fields[name.group(1)] = value.group(1) if value else ""
+    return fields
+
+
+def serve(config: Path) -> tuple[subprocess.Popen, Path, str]:
+    port = free_port()
+    proc, log = start(config, "serve", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    poll(lambda: get(base + "/healthz")[0] == 200, "/healthz to answer 200", proc, log)
+    return proc, log, base
+
+
+def report_row(cli, config: Path, email: str) -> list[str]:
+    result = cli("report", "--format", "csv", config=config)
+    assert result.exit_code == 0, result.output
+    return next(r for r in result.output.splitlines() if f",{email}," in r).split(",")
+
+
+@SQLITE_ONLY
+def test_serve_answers_real_http_and_records_a_confirmation(setup, cli, smtp):
+    # Real clock, no working-day shifts: whatever today is, its cycle's first reminders go now.
+    config = setup(working_days_only="false")
+    assert cli("tick", config=config).exit_code == 0
+    links = {m["To"].addresses[0].addr_spec: urlsplit(link_in(m)).path for m in smtp.inbox.messages}
+    proc, log, base = serve(config)
+    try:
+        status, body = get(base + "/healthz")
+        assert json.loads(body) == {"status": "ok", "database": "ok"}
+
+        for method in ("GET", "HEAD") * 3:  # a mail scanner opening Ben's link
+            assert get(base + links["ben@example.org"], method)[0] == 200
+
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        browser.addheaders = [("User-Agent", "Phone Browser 1.0")]
+        with browser.open(base + links["amira@example.org"], timeout=10) as page:
+            html = page.read().decode()
+            assert page.headers["X-Frame-Options"] == "DENY"
+        assert "Amira Khan" in html and "<script" not in html
+        assert any(c.name == "session" for c in jar)  # the CSRF token lives in the session
+        form = urllib.parse.urlencode({**hidden_fields(html), "s0": "y", "s1": "y"}).encode()
+        with browser.open(base + links["amira@example.org"], data=form, timeout=10) as done:
+            assert done.status == 200 and "You confirmed" in done.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            browser.open(base + "/c/" + "x" * 43, timeout=10)
+        assert missing.value.code == 404 and "Link not recognised" in missing.value.read().decode()
+    finally:
+        code = stop(proc)
+    assert code in (0, -signal.SIGTERM)
+    assert "Traceback" not in log.read_text()
+    amira = report_row(cli, config, "amira@example.org")
+    assert amira[4] == "confirmed" and "127.0.0.1" in amira and "Phone Browser 1.0" in amira
+    assert report_row(cli, config, "ben@example.org")[4] == "pending"
+
+
+def test_healthz_is_503_when_the_database_goes_away(postgres, tmp_path, smtp, cli):
+    if postgres is None:
+        pytest.skip("PostgreSQL not available")
+    import psycopg
+
+    url = postgres.new_database()
+    config = write_config(tmp_path, url, smtp.port)
+    assert cli("init", config=config).exit_code == 0
+    proc, log, base = serve(config)
+    try:
+        name = url.rsplit("/", 1)[1]
+        server = url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+        admin = server + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        status, body = get(base + "/healthz")
+        assert status == 503
+        assert json.loads(body) == {"status": "error", "database": "unavailable"}
+        assert "Traceback" not in body
+    finally:
+        stop(proc)
+
+
+@SQLITE_ONLY
+def test_scheduler_ticks_at_once_logs_each_tick_and_stops_on_sigterm(setup, cli, smtp):
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import TickRun
+
+    config = setup(interval_seconds=5, working_days_only="false")
+    proc, log = start(config, "scheduler")
+    try:
+        poll(lambda: len(smtp.inbox) >= 3, "the first reminders", proc, log)
+        # A second tick five seconds on: it logs its line and sends nothing again.
+        poll(lambda: log.read_text().count(" tick at ") >= 2, "a second tick", proc, log)
+    finally:
+        code = stop(proc)
+    assert code == 0
+    text = log.read_text()
+    assert "scheduler stopped" in text and "Traceback" not in text
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.inbox.messages) == [
+        "amira@example.org", "ben@example.org", "chloe@example.org"]
+    summaries = [line for line in text.splitlines() if " tick at " in line]
+    assert "3 sent" in summaries[0] and "0 sent" in summaries[1]
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            finished = session.scalar(select(func.count()).select_from(TickRun)
+                                      .where(TickRun.finished_at.is_not(None)))
+    finally:
+        db.dispose()
+    assert len(summaries) == finished  # one summary line per tick
+
+
+@SQLITE_ONLY
+def test_scheduler_keeps_going_while_the_mail_server_is_down(setup, smtp):
+    config = setup(interval_seconds=5, working_days_only="false")
+    # Point the mail settings at a port where nothing listens.
+    config.write_text(config.read_text().replace(f"port = {smtp.port}", f"port = {free_port()}"))
+    proc, log = start(config, "scheduler")
+    try:
+        poll(lambda: log.read_text().count("cannot reach the mail server") >= 2,
+             "two ticks that could not send", proc, log)
+    finally:
+        code = stop(proc)
+    assert code == 0
+    text = log.read_text()
+    assert "Traceback" not in text and "scheduler stopped" in text
+    assert all("WARNING" in line for line in text.splitlines() if " tick at " in line)
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("command", [["serve", "--port", "8"], ["scheduler"]])
+def test_long_running_commands_refuse_an_uninitialised_database(tmp_path, db_url, smtp, command):
+    config = write_config(tmp_path, db_url, smtp.port)
+    result = run_signoff(*command, config=config, timeout=60)
+    assert result.returncode == 2
+    assert "signoff init" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
