@@ -61,11 +61,12 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
         n = config.web.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
 
-    from . import confirm, mailer, web
+    from . import admin, confirm, mailer, web
 
     mailer.init_app(app)
     web.init_app(app)
     confirm.init_app(app)
+    admin.init_app(app)
     return app
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -133,7 +134,7 @@ def staff() -> None:
 
 
 @staff.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @pass_ctx
 def staff_import(ctx: Context, file: Path) -> None:
     """Upsert the roster from FILE.csv (columns name,email[,role,start_date,active]); all or nothing."""
@@ -142,7 +143,8 @@ def staff_import(ctx: Context, file: Path) -> None:
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise click.UsageError(f"{file}: cannot read: {exc.strerror}") from None
+        # One line, not click's usage block: a mistyped file name is bad input, not bad usage.
+        _fail(click.get_current_context(), f"{file}: cannot read: {exc.strerror}", 2)
     rows = roster.parse(data, str(file))
     svc = ctx.ready()
     now = dt.datetime.now(dt.timezone.utc)
@@ -150,6 +152,63 @@ def staff_import(ctx: Context, file: Path) -> None:
         setting_id = policies.sync(session, svc.config, now)
         result = roster.apply(session, setting_id, rows, now, actor=f"import:{file.name}")
     click.echo(f"{file}: {result.summary()}")
+
+
+@cli.group()
+def admin() -> None:
+    """Accounts for the admin console at /admin."""
+
+
+@admin.command("add")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of stdin instead of prompting.")
+@pass_ctx
+def admin_add(ctx: Context, email: str, password_stdin: bool) -> None:
+    """Add an admin (or set a new password for one); the password is asked for twice."""
+    from .admin import accounts
+
+    svc = ctx.ready()
+    try:
+        address = accounts.normal_email(email)
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        added = accounts.add(svc, address, password, dt.datetime.now(dt.timezone.utc))
+    except accounts.AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{address} {'can now sign in' if added else 'has a new password'} at "
+               f"{ctx.config.setting.base_url}/admin")
+
+
+@admin.command("list")
+@pass_ctx
+def admin_list(ctx: Context) -> None:
+    """List the admins and when each last signed in."""
+    from .admin import accounts
+
+    admins = accounts.listing(ctx.ready())
+    if not admins:
+        click.echo("no admins yet: add one with `signoff admin add EMAIL`")
+    tz = ctx.services.calendar.tz
+    for a in admins:
+        last = a.last_login_at.astimezone(tz).isoformat(timespec="minutes") if a.last_login_at else "never"
+        click.echo(f"{a.email}  last signed in: {last}")
+
+
+@admin.command("remove")
+@click.argument("email")
+@pass_ctx
+def admin_remove(ctx: Context, email: str) -> None:
+    """Remove an admin; their sessions stop working at once."""
+    from .admin import accounts
+
+    try:
+        accounts.remove(ctx.ready(), email, dt.datetime.now(dt.timezone.utc))
+    except accounts.AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{email.strip().lower()} removed")
 
 
 @cli.command()
@@ -191,14 +250,15 @@ def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None) -> No
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "csv"]), default="text",
               show_default=True)
+@click.option("--at", type=When(), help="Report the cycle current at this moment (default: now).")
 @pass_ctx
-def report(ctx: Context, fmt: str) -> None:
+def report(ctx: Context, fmt: str, at: dt.datetime | None) -> None:
     """One row per active person per policy for the current cycle."""
     from . import reports
 
     svc = ctx.ready()
     with svc.db.read() as session:
-        rows = reports.rows(svc, session, dt.datetime.now(dt.timezone.utc))
+        rows = reports.rows(svc, session, _now(at, svc.calendar.tz))
         click.echo(reports.to_csv(rows) if fmt == "csv" else reports.to_text(rows), nl=False)
 
 

@@ -205,3 +205,31 @@ class TickRun(Base):
     finished_at: Mapped[dt.datetime | None]
     ok: Mapped[bool | None] = mapped_column(Boolean)
     summary: Mapped[str | None] = mapped_column(Text)
+
+
+class AdminUser(Base):
+    """Someone who may use the console at /admin. Added and removed with `signoff admin`."""
+
+    __tablename__ = "admin_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    password_hash: Mapped[str] = mapped_column(String(255))  # werkzeug scrypt
+    # What the login cookie names instead of the id: changing the password makes a new one,
+    # which signs out every existing session of that admin.
+    session_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    last_login_at: Mapped[dt.datetime | None]
+
+
+class LoginAttempt(Base):
+    """Console sign-in attempts, counted per address and per IP to slow down password guessing.
+    Kept in the database so every web worker and process sees the same count."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),
+                      Index("ix_login_attempt_ip_at", "ip", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime]
+    email: Mapped[str] = mapped_column(String(320))
+    ip: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)

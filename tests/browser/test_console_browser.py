@@ -1,0 +1,256 @@
+"""The console and the confirmation page in a real browser: Debian's Chromium driven by Playwright
+against a real `signoff serve` on a free port, with axe-core checking every page for serious or
+critical accessibility problems. SQLite; skipped with the reason when Chromium is not installed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from admin_helpers import ADMIN, PASSWORD
+from conftest import SIGNOFF, Inbox, _Handler, free_port, link_in, run_signoff, write_config
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (`make test` installs it with apt "
+                "when run as root)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+axe_module = pytest.importorskip("axe_playwright_python.sync_playwright",
+                                 reason="axe-playwright-python is not installed")
+expect = playwright_api.expect
+
+ROSTER = """\
+name,email,role,start_date,active
+Amira Khan,amira@example.org,Practitioner,,yes
+Ben Lewis,ben@example.org,Room Leader,,yes
+Chloe Evans,chloe@example.org,Teacher,,yes
+Dan Ode,dan@example.org,Cook,,yes
+"""
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class Site:
+    def __init__(self, base: str, inbox: Inbox, config: Path):
+        self.base, self.inbox, self.config = base, inbox, config
+
+    def link_for(self, email: str) -> str:
+        """The person's emailed link, pointed at the test server instead of the configured host."""
+        return link_in(self.inbox.to(email)[0]).replace("http://signoff.test", self.base)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """One real server for the module: config, roster, an admin, the first tick's emails."""
+    from aiosmtpd.controller import Controller
+
+    folder = tmp_path_factory.mktemp("browser")
+    inbox = Inbox()
+    smtp_port = free_port()
+    mail = Controller(_Handler(inbox), hostname="127.0.0.1", port=smtp_port)
+    mail.start()
+    config = write_config(folder, f"sqlite:///{folder / 'signoff.db'}", smtp_port)
+    (folder / "staff.csv").write_text(ROSTER)
+    for args, stdin in ((["init"], None), (["staff", "import", str(folder / "staff.csv")], None),
+                        (["admin", "add", ADMIN, "--password-stdin"], PASSWORD + "\n"),
+                        (["tick"], None)):
+        done = run_signoff(*args, config=config, input=stdin)
+        assert done.returncode == 0, done.stderr
+    port = free_port()
+    server = subprocess.Popen([*SIGNOFF, "--config", str(config), "serve", "--port", str(port)],
+                              cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/healthz", server)
+        yield Site(base, inbox, config)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        mail.stop()
+
+
+def _wait_for(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"signoff serve exited: {server.stdout.read().decode()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within 30 s")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1024, "height": 768}, accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+def accessible(page) -> None:
+    """axe-core on the page as shown: no serious or critical violations."""
+    results = axe_module.Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{page.url}\n{results.generate_report()}"
+
+
+def fits(page) -> None:
+    """Nothing wider than the screen: no sideways scrolling on a phone."""
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.url
+
+
+def sign_in_with_the_keyboard(page, site) -> None:
+    page.goto(f"{site.base}/admin/")
+    expect(page).to_have_url(f"{site.base}/admin/login?next=/admin/")
+    accessible(page)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Email address").focus()
+    page.keyboard.type(ADMIN)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1, name="Dashboard")).to_be_visible()
+
+
+def test_staff_member_confirms_on_a_phone(browser, site):
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    try:
+        phone = context.new_page()
+        phone.goto(site.link_for("amira@example.org"))
+        expect(phone.get_by_role("heading", level=1).first).to_have_text("Use of Social Media Policy")
+        expect(phone.get_by_text("Hello Amira Khan.")).to_be_visible()
+        fits(phone)
+        accessible(phone)
+        phone.get_by_role("button", name="Confirm I have read").tap()
+        expect(phone.get_by_role("alert")).to_contain_text("not ticked yet")
+        for box in phone.get_by_role("checkbox").all():
+            box.tap()
+        phone.get_by_role("button", name="Confirm I have read").tap()
+        expect(phone.get_by_role("heading", level=1)).to_have_text("Thank you, Amira Khan")
+        fits(phone)
+        accessible(phone)
+    finally:
+        context.close()
+
+
+def test_admin_signs_in_and_sees_the_dashboard(page, site):
+    sign_in_with_the_keyboard(page, site)
+    expect(page.get_by_text("Use of Social Media Policy:")).to_be_visible()
+    expect(page.locator("progress")).to_have_count(1)
+    accessible(page)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+
+
+def test_wrong_password_in_the_browser(page, site):
+    page.goto(f"{site.base}/admin/login")
+    page.get_by_label("Email address").fill(ADMIN)
+    page.get_by_label("Password").fill("certainly not it")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Email or password is not right.")
+    accessible(page)
+
+
+def test_admin_exempts_someone_and_records_a_paper_sign_off(page, site):
+    sign_in_with_the_keyboard(page, site)
+    page.get_by_role("link", name="People", exact=True).click()
+    page.get_by_label("Search by name, email or role").fill("ben")
+    page.get_by_role("button", name="Show").click()
+    page.get_by_role("link", name="Ben Lewis").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ben Lewis")
+    accessible(page)
+
+    exempt = page.locator("form", has=page.get_by_role("button", name="Exempt for this cycle"))
+    exempt.get_by_role("button").click()  # no reason given yet
+    expect(page.get_by_text("Give a reason: it is kept with the record.")).to_be_visible()
+    accessible(page)
+    exempt = page.locator("form", has=page.get_by_role("button", name="Exempt for this cycle"))
+    exempt.get_by_label("Reason").fill("Long-term sick leave")
+    exempt.get_by_role("button").click()
+    expect(page.get_by_role("status")).to_contain_text("Ben Lewis is exempt from this cycle")
+    expect(page.get_by_role("heading", level=2, name="Use of Social Media Policy")).to_contain_text("exempt")
+
+    page.get_by_role("link", name="People", exact=True).click()
+    page.get_by_role("link", name="Chloe Evans").click()
+    paper = page.locator("form", has=page.get_by_role("button", name="Record paper sign-off"))
+    paper.get_by_label("Reason").fill("Signed the paper copy in the office")
+    paper.get_by_role("button").click()
+    expect(page.get_by_role("status")).to_have_text("Paper sign-off recorded for Chloe Evans.")
+    expect(page.get_by_text(f"paper sign-off recorded by {ADMIN}")).to_be_visible()
+    accessible(page)
+
+
+def test_admin_exports_the_evidence(page, site, tmp_path):
+    sign_in_with_the_keyboard(page, site)
+    page.get_by_role("link", name="Evidence", exact=True).click()
+    accessible(page)
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download CSV").click()
+    download = info.value
+    assert download.suggested_filename.startswith("signoff-social-media-")
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert {r["email"] for r in rows} >= {"amira@example.org", "ben@example.org"}
+    assert set(rows[0]) >= {"name", "email", "status", "confirmed_at", "method", "exempt_reason"}
+
+    page.get_by_role("link", name="View").first.click()
+    expect(page.get_by_role("heading", level=2, name="Policy version")).to_be_visible()
+    accessible(page)
+
+
+def test_every_other_admin_page_is_accessible_and_fits_a_small_screen(browser, site, tmp_path):
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    page = context.new_page()
+    try:
+        sign_in_with_the_keyboard(page, site)
+        for path in ("/admin/", "/admin/people", "/admin/people?sort=status", "/admin/people/new",
+                     "/admin/schedule", "/admin/evidence"):
+            page.goto(site.base + path)
+            accessible(page)
+            fits(page)
+        page.goto(f"{site.base}/admin/people")
+        page.get_by_role("link", name="Dan Ode").click()
+        accessible(page)
+        page.get_by_role("link", name="Edit details").click()
+        accessible(page)
+
+        page.goto(f"{site.base}/admin/people")
+        roster = tmp_path / "roster.csv"
+        roster.write_text("name,email,role\nDan Ode,dan@example.org,Head Cook\n"
+                          "Eve Parr,eve@example.org,Teacher\n")
+        page.get_by_label("Roster CSV file").set_input_files(roster)
+        page.get_by_role("button", name="Preview changes").click()
+        expect(page.get_by_text("1 added")).to_be_visible()
+        accessible(page)
+        page.get_by_role("button", name="Apply these changes").click()
+        expect(page.get_by_role("status")).to_contain_text("1 added, 1 updated")
+
+        page.goto(f"{site.base}/admin/schedule")
+        page.get_by_role("button", name="Send a test email").click()
+        expect(page.get_by_role("status")).to_contain_text("A sample reminder was sent")
+        assert site.inbox.to(ADMIN)
+        accessible(page)
+    finally:
+        context.close()

@@ -1,0 +1,152 @@
+"""The roster in the console: search, sort, add, edit, deactivate, and a CSV upload previewed before
+anything is written. Bad input gets a message in the page and changes nothing."""
+
+from __future__ import annotations
+
+import io
+
+from sqlalchemy import func, select
+
+from admin_helpers import ADMIN, admin, app, clock, console, post, staff_id  # noqa: F401
+from workflow.models import Event, Staff
+
+
+def _people(app):
+    with app.extensions["signoff"].db.read() as session:
+        return {s.email: s for s in session.scalars(select(Staff))}
+
+
+def _upload(client, content: bytes, name="staff.csv"):
+    from admin_helpers import csrf
+
+    return client.post("/admin/people/upload", data={
+        "csrf_token": csrf(client), "file": (io.BytesIO(content), name)},
+        content_type="multipart/form-data")
+
+
+def test_list_search_and_sort(admin, app):
+    page = admin.get("/admin/people").get_data(as_text=True)
+    assert page.index("Amira Khan") < page.index("Ben Lewis") < page.index("Chloe Evans")
+    assert "3 people on the roster" in page
+    found = admin.get("/admin/people?q=room+leader").get_data(as_text=True)
+    assert "Ben Lewis" in found and "Amira Khan" not in found and "1 of 3 people match" in found
+    by_role = admin.get("/admin/people?sort=role").get_data(as_text=True)
+    assert by_role.index("Amira Khan") < by_role.index("Ben Lewis") < by_role.index("Chloe Evans")
+    by_email_desc = admin.get("/admin/people?sort=email").get_data(as_text=True)
+    assert by_email_desc.index("amira@") < by_email_desc.index("chloe@")
+    bad = admin.get("/admin/people?sort=salary")
+    assert bad.status_code == 200 and "Cannot sort by &#39;salary&#39;" in bad.get_data(as_text=True)
+
+
+def test_status_sort_puts_the_unconfirmed_first(admin, app):
+    sid = staff_id(app, "chloe@example.org")
+    post(admin, f"/admin/people/{sid}/social-media/paper", {"reason": "paper"},
+         prefix="social-media-paper")
+    page = admin.get("/admin/people?sort=status").get_data(as_text=True)
+    table = page[page.index("<tbody>"):]
+    assert table.index("Amira Khan") < table.index("Ben Lewis") < table.index("Chloe Evans")
+    assert "status-confirmed" in page
+
+
+def test_add_person_validates_and_records_who(admin, app):
+    bad = post(admin, "/admin/people/new", {"name": "  ", "email": "dan@", "active": "y"})
+    assert bad.status_code == 400
+    text = bad.get_data(as_text=True)
+    assert "Nothing was saved" in text and "Enter the person&#39;s name." in text
+    assert "not a valid email address" in text
+    duplicate = post(admin, "/admin/people/new", {"name": "Amira Again", "email": "AMIRA@example.org",
+                                                 "active": "y"})
+    assert duplicate.status_code == 409 and "already on the roster" in duplicate.get_data(as_text=True)
+    assert len(_people(app)) == 3
+
+    added = post(admin, "/admin/people/new", {"name": "Dan Ode", "email": "Dan@Example.org",
+                                             "role": "Cook", "start_date": "2026-09-14",
+                                             "active": "y"})
+    assert added.status_code == 303
+    dan = _people(app)["dan@example.org"]
+    assert dan.name == "Dan Ode" and dan.role == "Cook" and dan.active
+    assert dan.start_date.isoformat() == "2026-09-14"
+    with app.extensions["signoff"].db.read() as session:
+        event = session.scalars(select(Event).where(Event.kind == "staff_added",
+                                                    Event.staff_id == dan.id)).one()
+    assert event.actor == ADMIN
+
+
+def test_edit_and_deactivate(admin, app):
+    sid = staff_id(app, "ben@example.org")
+    form = admin.get(f"/admin/people/{sid}/edit").get_data(as_text=True)
+    assert 'value="Ben Lewis"' in form
+    taken = post(admin, f"/admin/people/{sid}/edit", {"name": "Ben Lewis",
+                                                     "email": "amira@example.org", "active": "y"})
+    assert taken.status_code == 409 and "belongs to someone else" in taken.get_data(as_text=True)
+    assert _people(app)["ben@example.org"].name == "Ben Lewis"
+
+    saved = post(admin, f"/admin/people/{sid}/edit", {"name": "Benjamin Lewis",
+                                                     "email": "benjamin@example.org",
+                                                     "role": "Deputy", "active": "y"})
+    assert saved.status_code == 303
+    people = _people(app)
+    assert "ben@example.org" not in people
+    assert people["benjamin@example.org"].name == "Benjamin Lewis"
+
+    assert post(admin, f"/admin/people/{sid}/active", {"active": "no"}).status_code == 303
+    assert not _people(app)["benjamin@example.org"].active
+    with app.extensions["signoff"].db.read() as session:
+        changes = [e.detail["changes"] for e in session.scalars(
+            select(Event).where(Event.kind == "staff_updated", Event.actor == ADMIN)
+            .order_by(Event.id))]
+    assert changes[0]["email"] == ["ben@example.org", "benjamin@example.org"]
+    assert changes[1] == {"active": ["True", "False"]}
+    page = admin.get("/admin/people").get_data(as_text=True)
+    assert "(inactive)" in page
+
+
+def test_upload_previews_without_writing_then_applies(admin, app):
+    csv = (b"name,email,role,active\n"
+           b"Amira Khan,amira@example.org,Manager,yes\n"   # updated
+           b"Ben Lewis,ben@example.org,Room Leader,no\n"   # made inactive
+           b"Dan Ode,dan@example.org,Cook,yes\n")          # added
+    preview = _upload(admin, csv)
+    text = preview.get_data(as_text=True)
+    assert preview.status_code == 200
+    assert "1 added" in text and "1 updated" in text and "1 made inactive" in text
+    assert "role: Practitioner → Manager" in text
+    assert "dan@example.org" not in _people(app) and _people(app)["ben@example.org"].active
+
+    upload_id = text.split('name="upload" type="hidden" value="')[1].split('"')[0]
+    applied = post(admin, "/admin/people/upload/apply", {"upload": upload_id})
+    assert applied.status_code == 303
+    people = _people(app)
+    assert people["dan@example.org"].role == "Cook" and not people["ben@example.org"].active
+    assert people["amira@example.org"].role == "Manager"
+    assert "1 added, 1 updated, 1 made inactive" in admin.get("/admin/people").get_data(as_text=True)
+    # The stored upload is used once.
+    again = post(admin, "/admin/people/upload/apply", {"upload": upload_id})
+    assert again.status_code == 400 and "no longer available" in again.get_data(as_text=True)
+
+
+def test_bad_uploads_change_nothing_and_name_every_line(admin, app):
+    bad = _upload(admin, b"name,email\nDan,dan@\n,eve@example.org\nAmira Khan,amira@example.org\n")
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "Nothing was changed" in text
+    assert "line 2" in text and "line 3" in text and "Apply these changes" not in text
+    assert not_utf8(admin).status_code == 400
+    empty = admin.post("/admin/people/upload", data={"csrf_token": _token(admin)},
+                       content_type="multipart/form-data")
+    assert empty.status_code == 400 and "Choose a CSV file" in empty.get_data(as_text=True)
+    forged = post(admin, "/admin/people/upload/apply", {"upload": "../../secret_key"})
+    assert forged.status_code == 400 and "no longer available" in forged.get_data(as_text=True)
+    with app.extensions["signoff"].db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Staff)) == 3
+
+
+def not_utf8(client):
+    response = _upload(client, "name,email\nZoë,zoe@example.org\n".encode("latin-1"))
+    assert "not UTF-8" in response.get_data(as_text=True)
+    return response
+
+
+def _token(client):
+    from admin_helpers import csrf
+
+    return csrf(client)

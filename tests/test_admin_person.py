@@ -1,0 +1,151 @@
+"""A person's page and what an admin can do there: resend, new link, extend, exempt, paper sign-off.
+Each action is a POST, an event naming the admin, and bad input changes nothing."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from admin_helpers import ADMIN, admin, app, clock, console, post, staff_id  # noqa: F401
+from conftest import link_in
+from workflow.models import Confirmation, Event, Link, Outbox, Request, Staff
+
+SLUG = "social-media"
+
+
+def _request(app, email):
+    with app.extensions["signoff"].db.read() as session:
+        return session.scalars(select(Request).join(Staff).where(Staff.email == email)).one()
+
+
+def _events(app, kind):
+    with app.extensions["signoff"].db.read() as session:
+        return list(session.scalars(select(Event).where(Event.kind == kind)))
+
+
+def _act(client, app, email, action, **data):
+    sid = staff_id(app, email)
+    return post(client, f"/admin/people/{sid}/{SLUG}/{action}", data,
+                prefix=f"{SLUG}-{action}" if data else "")
+
+
+def test_person_page_shows_history_and_actions(admin, app):
+    page = admin.get(f"/admin/people/{staff_id(app, 'amira@example.org')}").get_data(as_text=True)
+    assert "Amira Khan" in page and "first reminder sent" in page
+    assert "Resend their link" in page and "Record paper sign-off" in page
+    assert admin.get("/admin/people/99999").status_code == 404
+
+
+def test_exempt_needs_a_reason_and_then_stops_reminders(admin, app, cli, console, smtp):
+    refused = _act(admin, app, "ben@example.org", "exempt", reason="   ")
+    assert refused.status_code == 400
+    assert "Give a reason" in refused.get_data(as_text=True)
+    assert _request(app, "ben@example.org").exempt_at is None
+
+    done = _act(admin, app, "ben@example.org", "exempt", reason="Long-term sick leave")
+    assert done.status_code == 303
+    req = _request(app, "ben@example.org")
+    assert req.exempt_reason == "Long-term sick leave" and req.closed_at is not None
+    event, = _events(app, "exempted")
+    assert event.actor == ADMIN and event.detail["reason"] == "Long-term sick leave"
+    assert "exempt" in admin.get(done.headers["Location"]).get_data(as_text=True)
+
+    again = _act(admin, app, "ben@example.org", "exempt", reason="again")
+    assert again.status_code == 409 and "already exempt" in again.get_data(as_text=True)
+
+    smtp.inbox.clear()
+    assert cli("tick", "--at", "2026-09-08T09:00+01:00", config=console).exit_code == 0
+    assert not smtp.inbox.to("ben@example.org") and smtp.inbox.to("amira@example.org")
+
+
+def test_paper_sign_off_is_stored_as_paper_never_as_self(admin, app, smtp):
+    link = link_in(smtp.inbox.to("chloe@example.org")[0])
+    assert _act(admin, app, "chloe@example.org", "paper", reason="").status_code == 400
+    done = _act(admin, app, "chloe@example.org", "paper", reason="Signed the paper copy in the office")
+    assert done.status_code == 303
+    with app.extensions["signoff"].db.read() as session:
+        conf = session.scalars(select(Confirmation)).one()
+    assert conf.method == "paper" and conf.recorded_by == ADMIN
+    assert conf.reason == "Signed the paper copy in the office" and conf.ip_address is None
+    event, = _events(app, "confirmed")
+    assert event.actor == ADMIN and event.detail["method"] == "paper"
+    # The person's own page says it was recorded on their behalf.
+    own = app.test_client().get(link[len("http://signoff.test"):]).get_data(as_text=True)
+    assert "recorded on your behalf (paper sign-off)" in own
+    again = _act(admin, app, "chloe@example.org", "paper", reason="twice")
+    assert again.status_code == 409
+    assert "already confirmed" in again.get_data(as_text=True)
+
+
+def test_resend_queues_a_fresh_link_the_next_tick_sends(admin, app, cli, console, smtp):
+    first = link_in(smtp.inbox.to("amira@example.org")[0])
+    assert _act(admin, app, "amira@example.org", "resend").status_code == 303
+    with app.extensions["signoff"].db.read() as session:
+        row = session.scalars(select(Outbox).where(Outbox.key.like("req:%:resend:%"))).one()
+    assert row.kind == "reminder" and row.status == "pending"
+    assert _events(app, "resend_queued")[0].actor == ADMIN
+
+    assert cli("tick", "--at", "2026-09-02T10:00+01:00", config=console).exit_code == 0
+    messages = smtp.inbox.to("amira@example.org")
+    assert len(messages) == 2
+    second = link_in(messages[1])
+    assert second != first
+    client = app.test_client()
+    for link in (first, second):  # a resend leaves the older link working
+        assert client.get(link[len("http://signoff.test"):]).status_code == 200
+
+
+def test_new_link_stops_the_old_ones(admin, app, cli, console, smtp):
+    old = link_in(smtp.inbox.to("amira@example.org")[0])[len("http://signoff.test"):]
+    client = app.test_client()
+    assert client.get(old).status_code == 200
+    assert _act(admin, app, "amira@example.org", "new-link").status_code == 303
+    assert client.get(old).status_code == 410
+    event, = _events(app, "link_reissued")
+    assert event.actor == ADMIN and event.detail["revoked"] == 1
+
+    assert cli("tick", "--at", "2026-09-02T10:00+01:00", config=console).exit_code == 0
+    new = link_in(smtp.inbox.to("amira@example.org")[-1])[len("http://signoff.test"):]
+    assert client.get(new).status_code == 200
+    with app.extensions["signoff"].db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Link)
+                              .where(Link.revoked_at.is_(None))
+                              .join(Request).join(Staff)
+                              .where(Staff.email == "amira@example.org")) == 1
+
+
+def test_extend_due_date_moves_overdue_and_refuses_bad_dates(admin, app):
+    before = _request(app, "ben@example.org").overdue_at
+    for value, message in (("2026-09-01", "must be after today"),
+                           ("2027-09-30", "before next year")):
+        response = _act(admin, app, "ben@example.org", "extend", due=value)
+        assert response.status_code == 409 and message in response.get_data(as_text=True)
+    garbled = _act(admin, app, "ben@example.org", "extend", due="next tuesday")
+    assert garbled.status_code == 400 and "Not a valid date" in garbled.get_data(as_text=True)
+    assert _request(app, "ben@example.org").overdue_at == before
+
+    done = _act(admin, app, "ben@example.org", "extend", due="2026-10-30", reason="Back from leave")
+    assert done.status_code == 303
+    req = _request(app, "ben@example.org")
+    assert req.overdue_at == req.due_extended_to and req.overdue_at > before
+    assert req.overdue_at.astimezone().date().isoformat() == "2026-10-30"
+    event, = _events(app, "due_extended")
+    assert event.actor == ADMIN and event.detail == {"due": "2026-10-30", "reason": "Back from leave"}
+    assert "until Friday 30 October 2026" in admin.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_actions_on_an_inactive_person_are_refused(admin, app):
+    sid = staff_id(app, "ben@example.org")
+    assert post(admin, f"/admin/people/{sid}/active", {"active": "no"}).status_code == 303
+    response = _act(admin, app, "ben@example.org", "exempt", reason="left")
+    assert response.status_code == 409 and "is inactive" in response.get_data(as_text=True)
+    assert _request(app, "ben@example.org").exempt_at is None
+
+
+def test_unknown_policy_or_person_is_a_404(admin, app):
+    sid = staff_id(app, "ben@example.org")
+    assert post(admin, f"/admin/people/{sid}/no-such-policy/resend").status_code == 404
+    assert post(admin, f"/admin/people/424242/{SLUG}/resend").status_code == 404
+    assert re.search(r"not one we know", post(admin, "/admin/people/424242/x/resend")
+                     .get_data(as_text=True))

@@ -1,0 +1,115 @@
+"""Signing in and out of the console, with sign-in attempts rate-limited per address and per IP.
+
+Attempts are rows in the database, so the limit holds across waitress threads and processes. An
+attempt is written as failed *before* the password is checked, so a burst of simultaneous guesses
+all count; a correct password then marks it ok. Every failure gets the same message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy import delete, func, select, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .. import events
+from ..app import services
+from ..models import AdminUser, LoginAttempt
+from . import bp, safe_next
+from .forms import LoginForm
+
+WINDOW = dt.timedelta(minutes=15)
+PER_ADDRESS = 5   # failures per address in WINDOW (since its last success)
+PER_IP = 20       # failures per IP in WINDOW: higher, as a school office shares one address
+KEEP = dt.timedelta(days=1)
+NOT_RIGHT = "Email or password is not right."
+TOO_MANY = "Too many sign-in attempts. Please wait 15 minutes, then try again."
+
+login_manager = LoginManager()
+
+
+class SignedIn(UserMixin):
+    """The signed-in admin. The cookie holds the account's session key, not its id."""
+
+    def __init__(self, admin: AdminUser):
+        self.id, self.email, self.session_key = admin.id, admin.email, admin.session_key
+
+    def get_id(self) -> str:
+        return self.session_key
+
+
+@login_manager.user_loader
+def _load(session_key: str) -> SignedIn | None:
+    with services().db.read() as session:
+        admin = session.scalars(select(AdminUser).filter_by(session_key=session_key)).first()
+    return SignedIn(admin) if admin is not None else None
+
+
+@cache
+def _dummy_hash() -> str:
+    return generate_password_hash("an unknown address still costs one hash", method="scrypt")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def begin_attempt(email: str, ip: str, now: dt.datetime) -> int | None:
+    """Count this attempt (as failed until proven otherwise); None when the limit is reached."""
+    with services().db.write() as session:
+        since = now - WINDOW
+        last_ok = session.scalar(select(func.max(LoginAttempt.at))
+                                 .where(LoginAttempt.email == email, LoginAttempt.ok))
+        address_since = max(since, last_ok) if last_ok else since
+        failed = select(func.count()).where(LoginAttempt.ok.is_(False))
+        by_address = session.scalar(failed.where(LoginAttempt.email == email,
+                                                 LoginAttempt.at > address_since))
+        by_ip = session.scalar(failed.where(LoginAttempt.ip == ip, LoginAttempt.at > since))
+        if by_address >= PER_ADDRESS or by_ip >= PER_IP:
+            return None
+        session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - KEEP))
+        attempt = LoginAttempt(at=now, email=email, ip=ip, ok=False)
+        session.add(attempt)
+        session.flush()
+        return attempt.id
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")))
+    form = LoginForm()
+    if request.method != "POST":
+        form.next.data = request.args.get("next", "")
+        return render_template("admin/login.html", form=form)
+    if not form.validate_on_submit():
+        return render_template("admin/login.html", form=form), 400
+    now = _now()
+    email = form.email.data.strip().lower()[:320]
+    attempt = begin_attempt(email, (request.remote_addr or "unknown")[:64], now)
+    if attempt is None:
+        return render_template("admin/login.html", form=form, error=TOO_MANY), 429
+    with services().db.read() as session:
+        admin = session.scalars(select(AdminUser).filter_by(email=email)).first()
+    # An unknown address costs the same hash as a wrong password, so timing tells nothing.
+    good = check_password_hash(admin.password_hash if admin else _dummy_hash(), form.password.data)
+    if admin is None or not good:
+        return render_template("admin/login.html", form=form, error=NOT_RIGHT), 401
+    with services().db.write() as session:
+        session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt).values(ok=True))
+        session.execute(update(AdminUser).where(AdminUser.id == admin.id).values(last_login_at=now))
+        events.record(session, "admin_signed_in", now, actor=email, ip=request.remote_addr)
+    login_user(SignedIn(admin))
+    return redirect(safe_next(form.next.data), code=303)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    with services().db.write() as session:
+        events.record(session, "admin_signed_out", _now(), actor=current_user.email)
+    logout_user()
+    flash("You are signed out.", "ok")
+    return redirect(url_for("admin.login"), code=303)

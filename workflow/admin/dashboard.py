@@ -1,0 +1,48 @@
+"""The dashboard: have they all signed? Counts per policy, the next send, the scheduler's health and
+delivery failures, at a glance."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import render_template
+from sqlalchemy import func, select
+
+from .. import timeline
+from ..app import services
+from ..models import Outbox, TickRun
+from . import bp
+from .status import now, overviews
+
+STALE_AFTER_INTERVALS = 3
+RECENT_FAILURES = 20
+
+
+@bp.route("/")
+def dashboard():
+    svc = services()
+    moment = now()
+    tz = svc.calendar.tz
+    with svc.db.read() as session:
+        cycles = overviews(svc, session, moment)
+        # A year ahead always reaches the next cycle's first reminders, so there is a next send
+        # whenever anyone is on the roster.
+        coming = timeline.entries(svc, session, moment, moment + dt.timedelta(days=366))
+        last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
+                                    .limit(1)).first()
+        failures = list(session.scalars(
+            select(Outbox).where(Outbox.status.in_(("failed", "retrying")))
+            .order_by(Outbox.id.desc()).limit(RECENT_FAILURES)))
+        failure_count = session.scalar(select(func.count()).select_from(Outbox)
+                                       .where(Outbox.status.in_(("failed", "retrying"))))
+    interval = dt.timedelta(seconds=svc.config.scheduler.interval_seconds)
+    stale = last_tick is None or moment - last_tick.started_at > STALE_AFTER_INTERVALS * interval
+    next_send = coming[0] if coming else None
+    days_to_next = None
+    if next_send is not None:
+        cal = svc.calendar
+        days_to_next = (cal.local_date(next_send.when) - cal.local_date(moment)).days
+    return render_template("admin/dashboard.html", active="dashboard", cycles=cycles,
+                           next_send=next_send, days_to_next=days_to_next, last_tick=last_tick,
+                           stale=stale, interval=interval, failures=failures,
+                           failure_count=failure_count, tz=tz)

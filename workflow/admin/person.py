@@ -1,0 +1,249 @@
+"""One person: their history from the event log, their confirmation evidence, and what an admin can
+do about their sign-off this cycle. Every action is a POST and an event naming the admin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .. import confirm, events, planner, policies
+from ..app import Services, services
+from ..models import Event, Link, Policy, Request, Staff
+from ..outbox import enqueue
+from . import bp
+from .forms import ExtendForm, ReasonForm
+from .status import current_cycle, now, overviews
+
+
+NOT_CHANGED = "Nothing was changed: please fix the problem shown below."
+
+
+class Refused(Exception):
+    """The action cannot be done as asked; the message says why. Nothing was changed."""
+
+
+def _forms(slug: str, bound: tuple[str, object] | None = None) -> dict:
+    """The forms of one policy's section: fresh ones, except the one just submitted with errors."""
+    forms = {"extend": ExtendForm(prefix=f"{slug}-extend", formdata=None),
+             "exempt": ReasonForm(prefix=f"{slug}-exempt", formdata=None),
+             "paper": ReasonForm(prefix=f"{slug}-paper", formdata=None)}
+    if bound is not None:
+        forms[bound[0]] = bound[1]
+    return forms
+
+
+def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: str | None = None,
+          status: int = 200):
+    svc = services()
+    moment = now()
+    with svc.db.read() as session:
+        person = session.get(Staff, staff_id)
+        if person is None:
+            abort(404)
+        standings = [s for o in overviews(svc, session, moment, include_inactive=True)
+                     for s in o.people if s.person.id == staff_id]
+        history = list(session.scalars(select(Event).where(Event.staff_id == staff_id)
+                                       .order_by(Event.at, Event.id)))
+        for s in standings:
+            if s.confirmation is not None:
+                _ = s.confirmation.policy_version
+    sections = []
+    for s in standings:
+        slug_bound = (bound[1], bound[2]) if bound and bound[0] == s.policy.slug else None
+        sections.append((s, _forms(s.policy.slug, slug_bound)))
+    return render_template("admin/person.html", active="people", person=person, sections=sections,
+                           history=history, tz=svc.calendar.tz, problem=problem,
+                           today=svc.calendar.local_date(moment), describe=describe), status
+
+
+@bp.route("/people/<int:staff_id>")
+def person(staff_id: int):
+    return _page(staff_id)
+
+
+def _policy(session: Session, svc: Services, slug: str) -> Policy:
+    found = [p for p in policies.configured(session, svc.config) if p.slug == slug]
+    if not found:
+        abort(404)
+    return found[0]
+
+
+def _request(svc: Services, session: Session, person: Staff, policy: Policy,
+             moment: dt.datetime) -> Request:
+    """The person's request in the current cycle, made now if the tick has not reached them yet."""
+    cycle = current_cycle(svc, session, policy, moment)
+    if cycle is None:
+        raise Refused(f"The {svc.calendar.cycle_year(moment)} cycle of the {policy.title} has not "
+                      "opened yet: the scheduler opens it on its next run.")
+    session.execute(svc.db.insert(Request.__table__).values(
+        cycle_id=cycle.id, staff_id=person.id, created_at=moment, stage_sent=-1,
+        next_check_at=moment))
+    return session.scalars(select(Request).filter_by(cycle_id=cycle.id, staff_id=person.id)).one()
+
+
+def _open_request(svc, session, person, policy, moment) -> Request:
+    if not person.active:
+        raise Refused(f"{person.name} is inactive. Make them active on the edit page first.")
+    req = _request(svc, session, person, policy, moment)
+    if req.closed_at is not None:
+        done = "exempt" if req.exempt_at is not None else "confirmed"
+        raise Refused(f"{person.name} is already {done} for this cycle; nothing was changed.")
+    return req
+
+
+def _queue_link(svc: Services, session: Session, req: Request, person: Staff,
+                moment: dt.datetime) -> None:
+    """Queue an email with a fresh personal link; the next scheduler run sends it."""
+    if req.stage_sent < planner.REMINDER:
+        # Nothing sent yet: this is their first reminder, queued exactly as the tick would.
+        key, stage = f"req:{req.id}:reminder", planner.REMINDER
+        req.stage_sent = planner.REMINDER
+        req.next_check_at = None
+    else:
+        # No stage: the outbox sends the reminder text and logs it as "reminded".
+        key, stage = f"req:{req.id}:resend:{uuid.uuid4().hex}", None
+    enqueue(session, svc.db.insert, key=key, kind="reminder", stage=stage, request_id=req.id,
+            to_email=person.email, to_name=person.name, now=moment)
+
+
+def _act(staff_id: int, slug: str, action) -> object:
+    """Run one action in one transaction; a Refused comes back as a message and changes nothing."""
+    svc = services()
+    moment = now()
+    try:
+        with svc.db.write() as session:
+            person = session.get(Staff, staff_id)
+            if person is None:
+                abort(404)
+            policy = _policy(session, svc, slug)
+            message = action(svc, session, person, policy, moment)
+    except Refused as exc:
+        return _page(staff_id, problem=str(exc), status=409)
+    flash(message, "ok")
+    return redirect(url_for("admin.person", staff_id=staff_id), code=303)
+
+
+@bp.route("/people/<int:staff_id>/<slug>/resend", methods=["POST"])
+def resend(staff_id: int, slug: str):
+    def action(svc, session, person, policy, moment):
+        req = _open_request(svc, session, person, policy, moment)
+        _queue_link(svc, session, req, person, moment)
+        events.record(session, "resend_queued", moment, actor=current_user.email,
+                      staff_id=person.id, request_id=req.id)
+        return (f"A fresh link for {person.name} is queued; it goes out with the scheduler's next "
+                "run (within a few minutes).")
+    return _act(staff_id, slug, action)
+
+
+@bp.route("/people/<int:staff_id>/<slug>/new-link", methods=["POST"])
+def new_link(staff_id: int, slug: str):
+    def action(svc, session, person, policy, moment):
+        req = _open_request(svc, session, person, policy, moment)
+        revoked = session.execute(update(Link).where(Link.request_id == req.id,
+                                                     Link.revoked_at.is_(None))
+                                  .values(revoked_at=moment)).rowcount
+        _queue_link(svc, session, req, person, moment)
+        events.record(session, "link_reissued", moment, actor=current_user.email,
+                      staff_id=person.id, request_id=req.id, revoked=revoked)
+        return (f"{person.name}'s old links no longer work ({revoked} stopped). A new link is "
+                "queued and goes out with the scheduler's next run.")
+    return _act(staff_id, slug, action)
+
+
+@bp.route("/people/<int:staff_id>/<slug>/extend", methods=["POST"])
+def extend(staff_id: int, slug: str):
+    form = ExtendForm(prefix=f"{slug}-extend")
+    if not form.validate():
+        return _page(staff_id, (slug, "extend", form), problem=NOT_CHANGED, status=400)
+
+    def action(svc, session, person, policy, moment):
+        cal = svc.calendar
+        req = _open_request(svc, session, person, policy, moment)
+        day = form.due.data
+        if day <= cal.local_date(moment):
+            raise Refused("The new due date must be after today; nothing was changed.")
+        if cal.slot(day) >= cal.cycle_opens(req.cycle.year + 1):
+            raise Refused("The new due date must be before next year's cycle opens; nothing was "
+                          "changed.")
+        due = cal.slot(day)
+        req.due_extended_to = due
+        if req.reminded_at is not None:
+            req.overdue_at = due
+        events.record(session, "due_extended", moment, actor=current_user.email,
+                      staff_id=person.id, request_id=req.id, due=day.isoformat(),
+                      reason=form.reason.data or None)
+        return f"{person.name} now has until {cal.local_date(due):%A %-d %B %Y}."
+    return _act(staff_id, slug, action)
+
+
+@bp.route("/people/<int:staff_id>/<slug>/exempt", methods=["POST"])
+def exempt(staff_id: int, slug: str):
+    form = ReasonForm(prefix=f"{slug}-exempt")
+    if not form.validate():
+        return _page(staff_id, (slug, "exempt", form), problem=NOT_CHANGED, status=400)
+
+    def action(svc, session, person, policy, moment):
+        req = _open_request(svc, session, person, policy, moment)
+        reason = form.reason.data.strip()
+        req.exempt_at, req.exempt_reason = moment, reason
+        req.closed_at, req.next_check_at = moment, None
+        events.record(session, "exempted", moment, actor=current_user.email, staff_id=person.id,
+                      request_id=req.id, reason=reason)
+        return f"{person.name} is exempt from this cycle: {reason}"
+    return _act(staff_id, slug, action)
+
+
+@bp.route("/people/<int:staff_id>/<slug>/paper", methods=["POST"])
+def paper(staff_id: int, slug: str):
+    form = ReasonForm(prefix=f"{slug}-paper")
+    if not form.validate():
+        return _page(staff_id, (slug, "paper", form), problem=NOT_CHANGED, status=400)
+    svc = services()
+    moment = now()
+    try:
+        # The request must exist before confirm.record, which writes in its own transaction.
+        with svc.db.write() as session:
+            person = session.get(Staff, staff_id)
+            if person is None:
+                abort(404)
+            policy = _policy(session, svc, slug)
+            req = _open_request(svc, session, person, policy, moment)
+            version = policies.current_version(session, policy.id)
+            name, request_id = person.name, req.id
+    except Refused as exc:
+        return _page(staff_id, problem=str(exc), status=409)
+    recorded = confirm.record(svc, request_id, version, method="paper", now=moment,
+                              actor=current_user.email, reason=form.reason.data.strip())
+    if not recorded:
+        return _page(staff_id, problem=f"{name} had already confirmed; the first record stands.",
+                     status=409)
+    flash(f"Paper sign-off recorded for {name}.", "ok")
+    return redirect(url_for("admin.person", staff_id=staff_id), code=303)
+
+
+def describe(event: Event) -> str:
+    """One line of history in words, for the person page."""
+    d = event.detail or {}
+    words = {
+        "staff_added": "added to the roster",
+        "staff_updated": "details changed: " + ", ".join(
+            f"{k} {old or '—'} → {new or '—'}"
+            for k, (old, new) in (d.get("changes") or {}).items()),
+        "invited": "first reminder sent",
+        "reminded": "reminder sent" + (f" (follow-up {d['stage']})" if d.get("stage") else ""),
+        "escalated": "named in the head teacher's digest",
+        "delivery_failed": f"email not delivered: {d.get('reason', '')}",
+        "confirmed": (f"confirmed ({d.get('method', 'self')})"
+                      + (f": {d['reason']}" if d.get("reason") else "")),
+        "resend_queued": "link resent",
+        "link_reissued": f"old links stopped ({d.get('revoked', 0)}), new link sent",
+        "due_extended": f"due date extended to {d.get('due', '')}"
+                        + (f": {d['reason']}" if d.get("reason") else ""),
+        "exempted": f"exempted for this cycle: {d.get('reason', '')}",
+    }
+    return words.get(event.kind, event.kind.replace("_", " "))
