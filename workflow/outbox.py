@@ -14,11 +14,11 @@ import smtplib
 import socket
 import ssl
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask_mail import Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from . import events, planner, policies, tokens
@@ -74,6 +74,19 @@ def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -
     return sorted(rows)
 
 
+@dataclass
+class Prepared:
+    """A claimed row rendered and ready to send, with what its outcome needs to know."""
+
+    outbox_id: int
+    kind: str
+    stage: int | None
+    message: Message
+    request_id: int | None = None
+    staff_id: int | None = None
+    state: planner.RequestState | None = None
+
+
 def deliver(svc: Services, now: dt.datetime) -> Delivery:
     """Send everything that is due, in leased batches, over one SMTP connection."""
     result = Delivery()
@@ -81,48 +94,60 @@ def deliver(svc: Services, now: dt.datetime) -> Delivery:
     conn = None
     try:
         while True:
-            with svc.db.write() as session:
-                ids = claim(session, now, worker)
-                rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids))
-                                       .order_by(Outbox.id)).all()
-                _load_requests(session, [row.request_id for row in rows if row.request_id])
-                prepared = [_prepare(svc, session, row, now, result) for row in rows]
+            ids, todo = _claim_batch(svc, now, worker, result)
             if not ids:
                 break
-            todo = [p for p in prepared if p is not None]
-            for index, (outbox_id, message) in enumerate(todo):
+            for index, item in enumerate(todo):
                 try:
                     if conn is None:
                         conn = _open()
-                    conn.send(message)
+                    conn.send(item.message)
                 except MailServerDown as exc:
-                    _release(svc, [o for o, _ in todo[index:]], worker)
+                    _release(svc, [p.outbox_id for p in todo[index:]], worker)
                     result.stopped = str(exc)
                     return result
                 except smtplib.SMTPSenderRefused as exc:
                     # The server refuses us (login required, sender not allowed), not this
                     # recipient: every message would meet the same, so stop and spend no attempts.
-                    _release(svc, [o for o, _ in todo[index:]], worker)
+                    _release(svc, [p.outbox_id for p in todo[index:]], worker)
                     result.stopped = f"the mail server refused the sender: {_reason(exc)}"
                     return result
                 except smtplib.SMTPResponseException as exc:
                     permanent = 500 <= exc.smtp_code < 600
-                    _failure(svc, outbox_id, _reason(exc), permanent, now, result)
+                    _failure(svc, item.outbox_id, _reason(exc), permanent, now, result)
                     if exc.smtp_code == 421:
                         conn = _drop(conn)
                 except smtplib.SMTPRecipientsRefused as exc:
                     (code, text), = exc.recipients.values()
-                    _failure(svc, outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now, result)
+                    _failure(svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now,
+                             result)
                 except (smtplib.SMTPException, OSError) as exc:
                     # Dropped connection or timeout mid-message: try this one again later.
-                    _failure(svc, outbox_id, _reason(exc), False, now, result)
+                    _failure(svc, item.outbox_id, _reason(exc), False, now, result)
                     conn = _drop(conn)
                 else:
-                    _sent(svc, outbox_id, message.msgId, now)
+                    _sent(svc, item, now)
                     result.sent += 1
     finally:
         _drop(conn)
     return result
+
+
+def _claim_batch(svc: Services, now: dt.datetime, worker: str,
+                 result: Delivery) -> tuple[list[int], list[Prepared]]:
+    """Claim a batch and render it in one short transaction, committed before any SMTP I/O."""
+    with svc.db.write() as session:
+        ids = claim(session, now, worker)
+        if not ids:
+            return [], []
+        rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)).all()
+        requests = _load_requests(session, [row.request_id for row in rows if row.request_id])
+        links: list[dict] = []
+        todo = [p for p in (_prepare(svc, session, row, requests.get(row.request_id), now, result,
+                                     links) for row in rows) if p is not None]
+        if links:
+            session.execute(insert(Link), links)
+    return ids, todo
 
 
 def _open():
@@ -159,19 +184,20 @@ def _text(value: Any) -> str:
     return " ".join(text.split())[:500]
 
 
-def _load_requests(session: Session, ids: list[int]) -> None:
+def _load_requests(session: Session, ids: list[int]) -> dict[int, Request]:
     """The batch's requests with their people and cycles in one query, not three per message."""
-    if ids:
-        session.scalars(select(Request).where(Request.id.in_(ids))
-                        .options(joinedload(Request.staff),
-                                 joinedload(Request.cycle).joinedload(Cycle.policy))).all()
+    if not ids:
+        return {}
+    return {r.id: r for r in session.scalars(
+        select(Request).where(Request.id.in_(ids))
+        .options(joinedload(Request.staff), joinedload(Request.cycle).joinedload(Cycle.policy)))}
 
 
-def _prepare(svc: Services, session: Session, row: Outbox, now: dt.datetime,
-             result: Delivery) -> tuple[int, Message] | None:
+def _prepare(svc: Services, session: Session, row: Outbox, request: Request | None,
+             now: dt.datetime, result: Delivery, links: list[dict]) -> Prepared | None:
     """Render one claimed row. Messages no longer wanted (confirmed, exempt, cycle over) are cancelled."""
+    prepared = Prepared(outbox_id=row.id, kind=row.kind, stage=row.stage, message=None)
     if row.kind in ("reminder", "followup"):
-        request = session.get(Request, row.request_id)
         if request.closed_at is not None or not request.staff.active or not _current(svc, request, now):
             row.status, row.claimed_until = "cancelled", None
             result.cancelled += 1
@@ -183,10 +209,12 @@ def _prepare(svc: Services, session: Session, row: Outbox, now: dt.datetime,
                 request.next_check_at = now
             return None
         token, token_hash = tokens.new_token()
-        session.add(Link(request_id=request.id, token_sha256=token_hash, created_at=now))
+        links.append({"request_id": request.id, "token_sha256": token_hash, "created_at": now})
         row.to_email, row.to_name = request.staff.email, request.staff.name
         ctx = reminder_context(svc, session, request, row.stage or 0, now)
         ctx["link"] = f"{svc.config.setting.base_url}/c/{token}"
+        prepared.request_id, prepared.staff_id = request.id, request.staff_id
+        prepared.state = state_of(request)
     elif row.kind == "digest":
         from .digest import digest_context
 
@@ -198,7 +226,8 @@ def _prepare(svc: Services, session: Session, row: Outbox, now: dt.datetime,
         row.payload = {"request_ids": [p.request_id for p in ctx["overdue"]]}
     else:
         ctx = dict(row.payload or {})
-    return row.id, make_message(row.kind, row.to_name, row.to_email, ctx)
+    prepared.message = make_message(row.kind, row.to_name, row.to_email, ctx)
+    return prepared
 
 
 def reminder_context(svc: Services, session: Session, request: Request, stage: int,
@@ -242,36 +271,36 @@ def _release(svc: Services, ids: list[int], worker: str) -> None:
                         .values(claimed_until=None, claimed_by=None))
 
 
-def _sent(svc: Services, outbox_id: int, message_id: str, now: dt.datetime) -> None:
+def _sent(svc: Services, item: Prepared, now: dt.datetime) -> None:
+    """Record one send in its own short commit: plain UPDATEs, this runs once per message."""
     with svc.db.write() as session:
-        row = session.get(Outbox, outbox_id)
-        row.status, row.sent_at, row.message_id = "sent", now, message_id
-        row.attempts += 1
-        row.claimed_until = None
-        row.last_error = None
-        if row.request_id is not None and row.kind in ("reminder", "followup"):
-            request = session.get(Request, row.request_id, options=_WITH_STATE)
-            _advance(svc, request, now)
-            events.record(session, "invited" if row.stage == planner.REMINDER else "reminded", now,
-                          staff_id=request.staff_id, request_id=request.id, stage=row.stage,
-                          message_id=message_id)
-        elif row.kind == "digest":
+        session.execute(update(Outbox).where(Outbox.id == item.outbox_id).values(
+            status="sent", sent_at=now, message_id=item.message.msgId,
+            attempts=Outbox.attempts + 1, claimed_until=None, last_error=None))
+        if item.state is not None:
+            _advance(svc, session, item.request_id, item.state, now)
+            events.record(session, "invited" if item.stage == planner.REMINDER else "reminded", now,
+                          staff_id=item.staff_id, request_id=item.request_id, stage=item.stage,
+                          message_id=item.message.msgId)
+        elif item.kind == "digest":
             from .digest import mark_escalated
 
-            mark_escalated(session, row, now)
+            mark_escalated(session, session.get(Outbox, item.outbox_id), now)
 
 
-def _advance(svc: Services, request: Request, now: dt.datetime) -> None:
+def _advance(svc: Services, session: Session, request_id: int, state: planner.RequestState,
+             now: dt.datetime) -> None:
     """The first reminder's outcome starts the person's clock: follow-ups and overdue count from it."""
-    request.last_message_at = now
-    if request.reminded_at is None:
-        request.reminded_at = now
-        request.overdue_at = request.due_extended_to or planner.overdue_at(now, svc.calendar)
-    request.next_check_at = planner.next_check(state_of(request), svc.calendar, now)
-
-
-# What state_of() reads, loaded with the request in one query.
-_WITH_STATE = [joinedload(Request.staff), joinedload(Request.cycle)]
+    after = replace(state, reminded_at=state.reminded_at or now, last_message_at=now)
+    overdue = literal(planner.overdue_at(after.reminded_at, svc.calendar), Request.overdue_at.type)
+    session.execute(update(Request).where(Request.id == request_id).values(
+        last_message_at=now,
+        reminded_at=func.coalesce(Request.reminded_at, literal(now, Request.reminded_at.type)),
+        # An extension an admin set before the first reminder went out is kept.
+        overdue_at=case((Request.reminded_at.is_(None),
+                         func.coalesce(Request.due_extended_to, overdue)),
+                        else_=Request.overdue_at),
+        next_check_at=planner.next_check(after, svc.calendar, now)))
 
 
 def state_of(request: Request) -> planner.RequestState:
@@ -279,6 +308,10 @@ def state_of(request: Request) -> planner.RequestState:
                                 start_date=request.staff.start_date,
                                 stage_sent=request.stage_sent, reminded_at=request.reminded_at,
                                 last_message_at=request.last_message_at)
+
+
+# What state_of() reads, loaded with the request in one query.
+_WITH_STATE = [joinedload(Request.staff), joinedload(Request.cycle)]
 
 
 def _failure(svc: Services, outbox_id: int, reason: str, permanent: bool, now: dt.datetime,
@@ -302,7 +335,7 @@ def _failure(svc: Services, outbox_id: int, reason: str, permanent: bool, now: d
         request = (session.get(Request, row.request_id, options=_WITH_STATE)
                    if row.request_id else None)
         if request is not None and row.kind in ("reminder", "followup"):
-            _advance(svc, request, now)
+            _advance(svc, session, request.id, state_of(request), now)
         events.record(session, "delivery_failed", now, staff_id=request.staff_id if request else None,
                       request_id=row.request_id, message=row.kind, to=row.to_email, reason=reason)
         admin = svc.config.mail.admin_email
