@@ -10,12 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import resources
+
+
+# Connections each process keeps open: as many as `signoff serve` has threads by default, so a
+# busy web server reuses its connections instead of opening (and on SQLite, setting up) a fresh
+# one for a request whenever more than SQLAlchemy's default five are in use at once.
+POOL_SIZE = 8
 
 
 class DatabaseError(Exception):
@@ -31,8 +37,8 @@ class Database:
             raise DatabaseError(f"[database] url: cannot use {_safe(url)!r}: {exc}") from None
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
-        self._writes = sessionmaker(self.engine.execution_options(begin_immediate=True),
-                                    expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(begin_immediate=True)
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -44,6 +50,13 @@ class Database:
         """One short transaction holding the write lock (SQLite) from its first statement."""
         with self._writes() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_core(self) -> Iterator[Connection]:
+        """Like write(), on a plain Connection: for the per-email statements, where the ORM's
+        session machinery would cost more than the statements themselves."""
+        with self._write_engine.begin() as conn:
+            yield conn
 
     def insert(self, table):
         """INSERT … ON CONFLICT DO NOTHING in this database's dialect."""
@@ -76,7 +89,7 @@ def _engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=POOL_SIZE)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -95,7 +108,7 @@ def _engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
 
 
 def _safe(url: str) -> str:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from .models import Event
 
 
-def record(session: Session, kind: str, at: dt.datetime, *, actor: str = "system",
+def record(session: Session | Connection, kind: str, at: dt.datetime, *, actor: str = "system",
            staff_id: int | None = None, request_id: int | None = None, **detail: Any) -> None:
-    session.add(Event(kind=kind, at=at, actor=actor, staff_id=staff_id, request_id=request_id,
-                      detail=detail or None))
+    # A plain INSERT, not the ORM's unit of work: the opening day writes one per email sent.
+    # `session` may be an ORM Session or a Core Connection.
+    session.execute(_INSERT, {"kind": kind, "at": at, "actor": actor, "staff_id": staff_id,
+                              "request_id": request_id, "detail": detail or None})
+
+
+_INSERT = insert(Event.__table__)

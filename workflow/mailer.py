@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import functools
 import io
+import secrets
 import smtplib
 import ssl
 from email.generator import BytesGenerator
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from typing import Any
 
 from flask import Flask, current_app, render_template
-from flask_mail import Connection, Mail, Message
+from flask_mail import Connection, Mail, Message, sanitize_address, sanitize_subject
 
 from .app import services
 
@@ -44,24 +48,30 @@ def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) ->
 
 
 class _Message(Message):
-    """Flask-Mail's message with a safely written To header, flattened quickly.
+    """Flask-Mail's message, built as multipart/alternative with every header plain ASCII.
 
     Flask-Mail RFC 2047-encodes every display name (and encodes a pre-formatted one twice), and
     Python 3.11's SMTP policy refolds an ASCII encoded-word back unquoted, so a roster name like
-    "Eve Bcc: x@y" or "Smith, Jo" would garble the To header. formataddr quotes or encodes as
-    needed, and every header is then plain ASCII, so the message is flattened with the compat32
-    generator: the same bytes on the wire, at a quarter of the SMTP policy's cost per message.
+    "Eve Bcc: x@y" or "Smith, Jo" would garble the To header; formataddr quotes or encodes as
+    needed. With ASCII headers and a boundary chosen here, the message flattens with a compat32
+    policy that writes short headers as they are: the opening day's 5,000 emails spend their time
+    on the wire, not in re-folding headers.
     """
 
-    def _message(self):
-        msg = super()._message()
+    def _message(self) -> MIMEMultipart:
+        msg = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(16)}", policy=_WIRE)
+        msg.attach(MIMEText(self.body, "plain", "utf-8", policy=_WIRE))
+        msg.attach(MIMEText(self.html, "html", "utf-8", policy=_WIRE))
         name, addr = self.recipients[0]
         if not name:  # an address configured as "Office <office@example.org>"
             name, addr = email.utils.parseaddr(addr)
-        # Flask-Mail ends by switching to the SMTP policy, which would decode the encoded-word again.
-        msg.policy = _WIRE
-        del msg["To"]
+        msg["Subject"] = sanitize_subject(self.subject, "utf-8")
+        msg["From"] = _sender(self.sender)
         msg["To"] = email.utils.formataddr((name, addr))
+        msg["Date"] = email.utils.formatdate(self.date, localtime=True)
+        msg["Message-ID"] = self.msgId
+        for key, value in (self.extra_headers or {}).items():
+            msg[key] = value
         return msg
 
     def as_bytes(self) -> bytes:
@@ -70,7 +80,23 @@ class _Message(Message):
         return out.getvalue()
 
 
-_WIRE = email.policy.compat32.clone(linesep="\r\n")
+@functools.lru_cache(maxsize=8)
+def _sender(sender: str) -> str:
+    return sanitize_address(sender, "utf-8")
+
+
+class _Wire(email.policy.Compat32):
+    """compat32 on the wire (CRLF), writing a short ASCII header as it is instead of through
+    email.header.Header, which gives the same bytes for it at many times the cost."""
+
+    def fold_binary(self, name: str, value) -> bytes:
+        if (isinstance(value, str) and value.isascii() and len(name) + len(value) < 76
+                and "\r" not in value and "\n" not in value):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_WIRE = _Wire(linesep="\r\n")
 
 
 class MailConnection(Connection):

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask_mail import Message
-from sqlalchemy import case, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from . import events, planner, policies, tokens
 from .app import Services
 from .mailer import connect, make_message
-from .models import Cycle, Link, Outbox, Request
+from .models import Cycle, Link, Outbox, Request, UTCDateTime
 
 LEASE = dt.timedelta(minutes=15)
 BATCH = 20  # with a 30 s timeout, a batch ends well inside its lease
@@ -56,10 +56,17 @@ def enqueue(session: Session, db_insert, *, key: str, kind: str, to_email: str, 
             now: dt.datetime, stage: int | None = None, request_id: int | None = None,
             payload: dict | None = None) -> None:
     """Add a message unless one with this key exists already (the key is what makes sends once-only)."""
-    session.execute(db_insert(Outbox.__table__).values(
-        key=key, kind=kind, stage=stage, request_id=request_id, to_email=to_email,
-        to_name=to_name, created_at=now, status="pending", attempts=0, next_attempt_at=now,
-        payload=payload))
+    enqueue_many(session, db_insert, now, [dict(key=key, kind=kind, stage=stage,
+                                                request_id=request_id, to_email=to_email,
+                                                to_name=to_name, payload=payload)])
+
+
+def enqueue_many(session: Session, db_insert, now: dt.datetime, messages: list[dict]) -> None:
+    """enqueue() for a batch, as one INSERT: the opening day queues thousands at once."""
+    if messages:
+        session.execute(db_insert(Outbox.__table__), [
+            {"stage": None, "request_id": None, "payload": None, **m, "created_at": now,
+             "status": "pending", "attempts": 0, "next_attempt_at": now} for m in messages])
 
 
 def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -> list[int]:
@@ -271,36 +278,53 @@ def _release(svc: Services, ids: list[int], worker: str) -> None:
                         .values(claimed_until=None, claimed_by=None))
 
 
+_OUTBOX = Outbox.__table__.c
+_REQUEST = Request.__table__.c
+_WHEN = UTCDateTime()
+# Built once: these run once per email, so their construction would show up in the send rate.
+_MARK_SENT = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_id"))
+              .values(status="sent", sent_at=bindparam("now", type_=_WHEN),
+                      message_id=bindparam("message_id"), attempts=_OUTBOX.attempts + 1,
+                      claimed_until=None, last_error=None))
+_ADVANCE = (update(Request.__table__).where(_REQUEST.id == bindparam("request_id")).values(
+    last_message_at=bindparam("now", type_=_WHEN),
+    reminded_at=func.coalesce(_REQUEST.reminded_at, bindparam("now", type_=_WHEN)),
+    # An extension an admin set before the first reminder went out is kept.
+    overdue_at=case((_REQUEST.reminded_at.is_(None),
+                     func.coalesce(_REQUEST.due_extended_to, bindparam("overdue", type_=_WHEN))),
+                    else_=_REQUEST.overdue_at),
+    next_check_at=bindparam("next_check", type_=_WHEN)))
+
+
 def _sent(svc: Services, item: Prepared, now: dt.datetime) -> None:
-    """Record one send in its own short commit: plain UPDATEs, this runs once per message."""
-    with svc.db.write() as session:
-        session.execute(update(Outbox).where(Outbox.id == item.outbox_id).values(
-            status="sent", sent_at=now, message_id=item.message.msgId,
-            attempts=Outbox.attempts + 1, claimed_until=None, last_error=None))
+    """Record one send in its own short commit."""
+    if item.kind == "digest":
+        from .digest import mark_escalated
+
+        with svc.db.write() as session:
+            session.execute(_MARK_SENT, _sent_params(item, now))
+            mark_escalated(session, session.get(Outbox, item.outbox_id), now)
+        return
+    with svc.db.write_core() as conn:
+        conn.execute(_MARK_SENT, _sent_params(item, now))
         if item.state is not None:
-            _advance(svc, session, item.request_id, item.state, now)
-            events.record(session, "invited" if item.stage == planner.REMINDER else "reminded", now,
+            _advance(svc, conn, item.request_id, item.state, now)
+            events.record(conn, "invited" if item.stage == planner.REMINDER else "reminded", now,
                           staff_id=item.staff_id, request_id=item.request_id, stage=item.stage,
                           message_id=item.message.msgId)
-        elif item.kind == "digest":
-            from .digest import mark_escalated
-
-            mark_escalated(session, session.get(Outbox, item.outbox_id), now)
 
 
-def _advance(svc: Services, session: Session, request_id: int, state: planner.RequestState,
+def _sent_params(item: Prepared, now: dt.datetime) -> dict:
+    return {"outbox_id": item.outbox_id, "now": now, "message_id": item.message.msgId}
+
+
+def _advance(svc: Services, conn, request_id: int, state: planner.RequestState,
              now: dt.datetime) -> None:
     """The first reminder's outcome starts the person's clock: follow-ups and overdue count from it."""
     after = replace(state, reminded_at=state.reminded_at or now, last_message_at=now)
-    overdue = literal(planner.overdue_at(after.reminded_at, svc.calendar), Request.overdue_at.type)
-    session.execute(update(Request).where(Request.id == request_id).values(
-        last_message_at=now,
-        reminded_at=func.coalesce(Request.reminded_at, literal(now, Request.reminded_at.type)),
-        # An extension an admin set before the first reminder went out is kept.
-        overdue_at=case((Request.reminded_at.is_(None),
-                         func.coalesce(Request.due_extended_to, overdue)),
-                        else_=Request.overdue_at),
-        next_check_at=planner.next_check(after, svc.calendar, now)))
+    conn.execute(_ADVANCE, {"request_id": request_id, "now": now,
+                            "overdue": planner.overdue_at(after.reminded_at, svc.calendar),
+                            "next_check": planner.next_check(after, svc.calendar, now)})
 
 
 def state_of(request: Request) -> planner.RequestState:

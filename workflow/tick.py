@@ -17,7 +17,7 @@ from sqlalchemy.orm import contains_eager, selectinload
 from . import digest, events, planner, policies
 from .app import Services
 from .models import Cycle, Request, Staff, TickRun
-from .outbox import Delivery, deliver, enqueue, state_of
+from .outbox import Delivery, deliver, enqueue_many, state_of
 
 log = logging.getLogger("signoff.tick")
 BATCH = 500
@@ -120,15 +120,18 @@ def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
             if not batch:
                 return queued
             after = batch[-1].id
+            messages = []
             for request in batch:
                 stage = planner.due_stage(state_of(request), svc.calendar, now)
                 if stage is not None:
-                    kind = "reminder" if stage == planner.REMINDER else "followup"
-                    enqueue(session, svc.db.insert, key=f"req:{request.id}:{planner.stage_name(stage)}",
-                            kind=kind, stage=stage, request_id=request.id,
-                            to_email=request.staff.email, to_name=request.staff.name, now=now)
+                    messages.append(dict(
+                        key=f"req:{request.id}:{planner.stage_name(stage)}", stage=stage,
+                        kind="reminder" if stage == planner.REMINDER else "followup",
+                        request_id=request.id, to_email=request.staff.email,
+                        to_name=request.staff.name))
                     request.stage_sent = stage
                     if stage != planner.REMINDER:
                         request.last_message_at = now
-                    queued += 1
                 request.next_check_at = planner.next_check(state_of(request), svc.calendar, now)
+            enqueue_many(session, svc.db.insert, now, messages)
+            queued += len(messages)
