@@ -14,9 +14,11 @@ import smtplib
 import socket
 import ssl
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from flask import current_app
 from flask_mail import Message
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
@@ -95,66 +97,91 @@ class Prepared:
 
 
 def deliver(svc: Services, now: dt.datetime) -> Delivery:
-    """Send everything that is due, in leased batches, over one SMTP connection."""
+    """Send everything that is due, in leased batches, over one SMTP connection.
+
+    The next batch is claimed and rendered on a second thread while this one is on the wire: the
+    sending thread spends most of its time waiting for the server, so rendering fits in those waits.
+    """
     result = Delivery()
     worker = uuid.uuid4().hex
+    app = current_app._get_current_object()
+
+    def next_batch() -> list[Prepared]:
+        with app.app_context():
+            return _claim_batch(svc, now, worker, result)
+
     conn = None
-    try:
-        while True:
-            ids, todo = _claim_batch(svc, now, worker, result)
-            if not ids:
-                break
-            for index, item in enumerate(todo):
-                try:
-                    if conn is None:
-                        conn = _open()
-                    conn.send(item.message)
-                except MailServerDown as exc:
-                    _release(svc, [p.outbox_id for p in todo[index:]], worker)
-                    result.stopped = str(exc)
-                    return result
-                except smtplib.SMTPSenderRefused as exc:
-                    # The server refuses us (login required, sender not allowed), not this
-                    # recipient: every message would meet the same, so stop and spend no attempts.
-                    _release(svc, [p.outbox_id for p in todo[index:]], worker)
-                    result.stopped = f"the mail server refused the sender: {_reason(exc)}"
-                    return result
-                except smtplib.SMTPResponseException as exc:
-                    permanent = 500 <= exc.smtp_code < 600
-                    _failure(svc, item.outbox_id, _reason(exc), permanent, now, result)
-                    if exc.smtp_code == 421:
-                        conn = _drop(conn)
-                except smtplib.SMTPRecipientsRefused as exc:
-                    (code, text), = exc.recipients.values()
-                    _failure(svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now,
-                             result)
-                except (smtplib.SMTPException, OSError) as exc:
-                    # Dropped connection or timeout mid-message: try this one again later.
-                    _failure(svc, item.outbox_id, _reason(exc), False, now, result)
-                    conn = _drop(conn)
-                else:
-                    _sent(svc, item, now)
-                    result.sent += 1
-    finally:
-        _drop(conn)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-render") as renderer:
+        try:
+            todo = next_batch()
+            while todo:
+                upcoming = renderer.submit(next_batch)
+                conn, stopped = _send_batch(svc, conn, todo, now, result)
+                if stopped is not None:
+                    # Hand back what this run claimed but will not send: the rest of this batch
+                    # and the batch rendered ahead of it. No attempts are spent.
+                    _release(svc, [p.outbox_id for p in stopped + upcoming.result()], worker)
+                    break
+                # A failure in this batch may have queued an alert after the look-ahead claimed.
+                todo = upcoming.result() or next_batch()
+        finally:
+            _drop(conn)
     return result
 
 
+def _send_batch(svc: Services, conn, todo: list[Prepared], now: dt.datetime,
+                result: Delivery) -> tuple[Any, list[Prepared] | None]:
+    """Send one rendered batch; returns the connection and, if the run must stop, what is unsent."""
+    for index, item in enumerate(todo):
+        try:
+            if conn is None:
+                conn = _open()
+            conn.send(item.message)
+        except MailServerDown as exc:
+            result.stopped = str(exc)
+            return conn, todo[index:]
+        except smtplib.SMTPSenderRefused as exc:
+            # The server refuses us (login required, sender not allowed), not this recipient:
+            # every message would meet the same, so stop and spend no attempts.
+            result.stopped = f"the mail server refused the sender: {_reason(exc)}"
+            return conn, todo[index:]
+        except smtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.smtp_code < 600
+            _failure(svc, item.outbox_id, _reason(exc), permanent, now, result)
+            if exc.smtp_code == 421:
+                conn = _drop(conn)
+        except smtplib.SMTPRecipientsRefused as exc:
+            (code, text), = exc.recipients.values()
+            _failure(svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now, result)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Dropped connection or timeout mid-message: try this one again later.
+            _failure(svc, item.outbox_id, _reason(exc), False, now, result)
+            conn = _drop(conn)
+        else:
+            _sent(svc, item, now)
+            result.sent += 1
+    return conn, None
+
+
 def _claim_batch(svc: Services, now: dt.datetime, worker: str,
-                 result: Delivery) -> tuple[list[int], list[Prepared]]:
-    """Claim a batch and render it in one short transaction, committed before any SMTP I/O."""
-    with svc.db.write() as session:
-        ids = claim(session, now, worker)
-        if not ids:
-            return [], []
-        rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)).all()
-        requests = _load_requests(session, [row.request_id for row in rows if row.request_id])
-        links: list[dict] = []
-        todo = [p for p in (_prepare(svc, session, row, requests.get(row.request_id), now, result,
-                                     links) for row in rows) if p is not None]
-        if links:
-            session.execute(insert(Link), links)
-    return ids, todo
+                 result: Delivery) -> list[Prepared]:
+    """Claim a batch and render it in one short transaction, committed before any SMTP I/O.
+    Batches whose every message is no longer wanted are skipped; [] means nothing is left."""
+    while True:
+        with svc.db.write() as session:
+            ids = claim(session, now, worker)
+            if not ids:
+                return []
+            rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids))
+                                   .order_by(Outbox.id)).all()
+            requests = _load_requests(session, [row.request_id for row in rows if row.request_id])
+            links: list[dict] = []
+            todo = [p for p in (_prepare(svc, session, row, requests.get(row.request_id), now,
+                                         result, links) for row in rows) if p is not None]
+            if links:
+                session.execute(insert(Link), links)
+        if todo:
+            return todo
 
 
 def _open():
