@@ -90,7 +90,10 @@ class Prepared:
     outbox_id: int
     kind: str
     stage: int | None
-    message: Message
+    to_name: str = ""
+    to_email: str = ""
+    ctx: dict = field(default_factory=dict)
+    message: Message | None = None
     request_id: int | None = None
     staff_id: int | None = None
     state: planner.RequestState | None = None
@@ -165,7 +168,7 @@ def _send_batch(svc: Services, conn, todo: list[Prepared], now: dt.datetime,
 
 def _claim_batch(svc: Services, now: dt.datetime, worker: str,
                  result: Delivery) -> list[Prepared]:
-    """Claim a batch and render it in one short transaction, committed before any SMTP I/O.
+    """Claim a batch in one short transaction, committed before any SMTP I/O, and render it.
     Batches whose every message is no longer wanted are skipped; [] means nothing is left."""
     while True:
         with svc.db.write() as session:
@@ -180,6 +183,9 @@ def _claim_batch(svc: Services, now: dt.datetime, worker: str,
                                          result, links) for row in rows) if p is not None]
             if links:
                 session.execute(insert(Link), links)
+        # Rendered after the commit: the write lock is not held while templates run.
+        for item in todo:
+            item.message = make_message(item.kind, item.to_name, item.to_email, item.ctx)
         if todo:
             return todo
 
@@ -229,8 +235,9 @@ def _load_requests(session: Session, ids: list[int]) -> dict[int, Request]:
 
 def _prepare(svc: Services, session: Session, row: Outbox, request: Request | None,
              now: dt.datetime, result: Delivery, links: list[dict]) -> Prepared | None:
-    """Render one claimed row. Messages no longer wanted (confirmed, exempt, cycle over) are cancelled."""
-    prepared = Prepared(outbox_id=row.id, kind=row.kind, stage=row.stage, message=None)
+    """Gather what one claimed row's email says. Messages no longer wanted (confirmed, exempt,
+    cycle over) are cancelled."""
+    prepared = Prepared(outbox_id=row.id, kind=row.kind, stage=row.stage)
     if row.kind in ("reminder", "followup"):
         if request.closed_at is not None or not request.staff.active or not _current(svc, request, now):
             row.status, row.claimed_until = "cancelled", None
@@ -260,7 +267,7 @@ def _prepare(svc: Services, session: Session, row: Outbox, request: Request | No
         row.payload = {"request_ids": [p.request_id for p in ctx["overdue"]]}
     else:
         ctx = dict(row.payload or {})
-    prepared.message = make_message(row.kind, row.to_name, row.to_email, ctx)
+    prepared.to_name, prepared.to_email, prepared.ctx = row.to_name, row.to_email, ctx
     return prepared
 
 
