@@ -7,17 +7,20 @@ email; only the person's POST of the form records a confirmation, and a repeat k
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from typing import NamedTuple
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from markupsafe import Markup
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased
 from wtforms import BooleanField, HiddenField
 
 from . import events, policies, tokens
 from .app import services
-from .models import Confirmation, Cycle, Link, Request
+from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Staff
 
 bp = Blueprint("confirm", __name__)
 
@@ -30,39 +33,64 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _link(token: str) -> Link:
+class Version(NamedTuple):
+    """The policy version the page shows and a confirmation records."""
+    id: int
+    sha256: str
+    statements: list[str]
+
+
+_current_version = aliased(PolicyVersion)
+
+# Everything the page needs, in one statement built once: the link, its request, person, cycle,
+# policy, the policy's current version (not its text: see policies.html) and any confirmation.
+_PAGE = (
+    select(Link.revoked_at, Request.id.label("request_id"), Request.exempt_at, Staff.name,
+           Cycle.year, Policy.title, PolicyVersion.id.label("version_id"), PolicyVersion.sha256,
+           PolicyVersion.statements, Confirmation.confirmed_at, Confirmation.method,
+           Confirmation.reason, Confirmation.statements.label("confirmed_statements"),
+           Confirmation.version_sha256)
+    .join(Request, Request.id == Link.request_id)
+    .join(Staff, Staff.id == Request.staff_id)
+    .join(Cycle, Cycle.id == Request.cycle_id)
+    .join(Policy, Policy.id == Cycle.policy_id)
+    .join(PolicyVersion, PolicyVersion.id == select(func.max(_current_version.id))
+          .where(_current_version.policy_id == Cycle.policy_id).scalar_subquery())
+    .outerjoin(Confirmation, Confirmation.request_id == Request.id)
+    .where(Link.token_sha256 == bindparam("digest"))
+)
+
+
+def _visit(token: str) -> tuple[Row, Markup]:
+    """The page's row for a live link, and the policy as HTML; 404 or Gone otherwise."""
     if not tokens.well_formed(token):
         abort(404)
     svc = services()
-    with svc.db.read() as session:
-        # One query loads the link with what the page needs (request, person, cycle, policy).
-        link = session.scalars(
-            select(Link).filter_by(token_sha256=tokens.digest(token))
-            .options(joinedload(Link.request).joinedload(Request.staff),
-                     joinedload(Link.request).joinedload(Request.cycle)
-                     .joinedload(Cycle.policy))).first()
-        if link is None:
+    # A Core connection rather than an ORM session: the page reads plain rows, and the session's
+    # bookkeeping cost as much as the query itself.
+    with svc.db.engine.connect() as conn:
+        row = conn.execute(_PAGE, {"digest": tokens.digest(token)}).first()
+        if row is None:
             abort(404)
-        # Load what the page needs while the session is open.
-        req = link.request
-        _ = (req.staff, req.cycle.policy)
-        if req.cycle.year != svc.calendar.cycle_year(_now()):
-            raise Gone(f"This link was for the {req.cycle.year} review of the "
-                       f"{req.cycle.policy.title}, which has closed. Your newest email has a link "
-                       "that works.")
-        if link.revoked_at is not None:
+        if row.year != svc.calendar.cycle_year(_now()):
+            raise Gone(f"This link was for the {row.year} review of the {row.title}, which has "
+                       "closed. Your newest email has a link that works.")
+        if row.revoked_at is not None:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
-        return link
+        return row, policies.html(conn, row.version_id, row.sha256)
 
 
-def _form(statements: list[str], data=None) -> FlaskForm:
+@functools.lru_cache(maxsize=16)
+def _form_class(statements: int) -> type[FlaskForm]:
+    # One class per number of statements: WTForms prepares a form class on its first use, so a
+    # class made afresh for every request would redo that work each time.
     class ConfirmForm(FlaskForm):
         version = HiddenField()
 
-    for index, _ in enumerate(statements):
+    for index in range(statements):
         setattr(ConfirmForm, f"s{index}", BooleanField())
-    return ConfirmForm(formdata=data)
+    return ConfirmForm
 
 
 def _now() -> dt.datetime:
@@ -77,28 +105,25 @@ def _gone(exc: Gone):
 @bp.route("/c/<token>", methods=["GET", "HEAD", "POST"])
 def page(token: str):
     svc = services()
-    link = _link(token)
-    req = link.request
-    with svc.db.read() as session:
-        version = policies.current_version(session, req.cycle.policy_id)
-        confirmation = session.scalars(select(Confirmation).filter_by(request_id=req.id)).first()
-        if confirmation is not None:
-            _ = confirmation.policy_version
-    tz = svc.calendar.tz
-    ctx = {"person": req.staff, "policy": req.cycle.policy, "version": version,
-           "policy_html": policies.render(version.content), "tz": tz, "request_row": req}
-    if confirmation is not None:
+    row, policy_html = _visit(token)
+    version = Version(row.version_id, row.sha256, row.statements)
+    ctx = {"person": {"name": row.name}, "policy": {"title": row.title}, "version": version,
+           "policy_html": policy_html}
+    if row.confirmed_at is not None:
+        confirmation = {"method": row.method, "reason": row.reason,
+                        "statements": row.confirmed_statements,
+                        "version_sha256": row.version_sha256}
         return render_template("confirmed.html", confirmation=confirmation,
-                               confirmed_local=confirmation.confirmed_at.astimezone(tz), **ctx)
-    if req.exempt_at is not None:
+                               confirmed_local=row.confirmed_at.astimezone(svc.calendar.tz), **ctx)
+    if row.exempt_at is not None:
         return render_template("message.html", title="Nothing to do",
-                               text=f"{req.staff.name}, you have been excused from this year's "
-                                    f"review of the {req.cycle.policy.title}. No action is needed.")
-    form = _form(version.statements, request.form if request.method == "POST" else None)
+                               text=f"{row.name}, you have been excused from this year's "
+                                    f"review of the {row.title}. No action is needed.")
     if request.method != "POST":
-        form.version.data = version.sha256
-        return render_template("confirm.html", form=form, **ctx)
+        # Nothing ticked yet: the page needs no form object, only the CSRF token and the version.
+        return render_template("confirm.html", form=None, **ctx)
 
+    form = _form_class(len(version.statements))(formdata=request.form)
     problems = []
     if not form.validate():
         problems.append("The form had expired. Please tick the statements and confirm again.")
@@ -114,7 +139,7 @@ def page(token: str):
     if problems:
         return render_template("confirm.html", form=form, problems=problems, **ctx), 400
 
-    record(svc, req.id, version, method="self", ip=request.remote_addr,
+    record(svc, row.request_id, version, method="self", ip=request.remote_addr,
            agent=request.headers.get("User-Agent", "")[:512], now=_now())
     # Post/Redirect/Get: a reload shows the result instead of asking to resubmit.
     return redirect(url_for("confirm.page", token=token), code=303)

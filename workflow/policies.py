@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from .config import Config
@@ -18,11 +17,20 @@ from .models import Policy, PolicyVersion, Setting
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
-@functools.lru_cache(maxsize=8)
-def render(text: str) -> Markup:
-    # Cached: every GET of the confirmation page shows the same few texts, and parsing the whole
-    # policy each time cost more than the rest of the page together.
-    return Markup(_markdown.render(text))
+# Each policy text as HTML, by its SHA-256. A text never changes under its hash, so each is read
+# from the database and rendered once per process: every GET of the confirmation page shows one of
+# a few texts, and fetching and parsing the whole policy each time cost more than the rest of the
+# page together. One entry per distinct text ever served, so it stays small.
+_html: dict[str, Markup] = {}
+
+
+def html(conn: Connection, version_id: int, text_sha256: str) -> Markup:
+    """The text of policy version `version_id` (whose SHA-256 is `text_sha256`) as HTML."""
+    found = _html.get(text_sha256)
+    if found is None:
+        text = conn.scalars(select(PolicyVersion.content).filter_by(id=version_id)).one()
+        found = _html[sha256(text)] = Markup(_markdown.render(text))
+    return found
 
 
 def sha256(text: str) -> str:
