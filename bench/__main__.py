@@ -47,7 +47,7 @@ def main() -> int:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent).stdout.strip() or "unknown"
-    print(f"\n| figure | measured | target | |\n|---|---|---|---|")
+    print("\n| figure | measured | target | |\n|---|---|---|---|")
     for name, figure, target, ok in rows:
         print(f"| {name} | {figure} | {target} | {'PASS' if ok else 'MISS'} |")
     print(f"\ncommit {commit}, {time.perf_counter() - started:.0f} s in all")

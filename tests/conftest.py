@@ -110,6 +110,16 @@ def link_in(message: email.message.EmailMessage) -> str:
     return text_links.pop()
 
 
+def hidden_fields(html: str) -> dict[str, str]:
+    """The hidden inputs of a page's form (CSRF token, version), whatever order their attributes."""
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name and 'type="hidden"' in tag:
+            fields[name.group(1)] = value.group(1) if value else ""
+    return fields
+
+
 # --- databases -------------------------------------------------------------------------------
 
 class PostgresCluster:

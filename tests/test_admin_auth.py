@@ -38,6 +38,43 @@ def test_admin_accounts_from_the_cli(setup, cli):
     assert "no admins yet" in cli("admin", "list", config=config).output
 
 
+def _one_line(result, needle: str) -> None:
+    """Exit 2 with one `signoff: …` line naming the problem, not click's Usage/Try/Error block."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("signoff: ") and needle in lines[0], result.stderr
+    assert "Usage:" not in result.output and "Try " not in result.output
+
+
+def test_account_mistakes_are_one_line(setup, cli):
+    config = setup()
+    _one_line(cli("admin", "add", "b@example.org", "--password-stdin", config=config,
+                  input="short\n"), "at least 12 characters")
+    _one_line(cli("admin", "add", "not-an-address", "--password-stdin", config=config,
+                  input=PASSWORD + "\n"), "'not-an-address' is not a valid email address")
+    _one_line(cli("admin", "remove", "nobody@example.org", config=config),
+              "nobody@example.org is not an admin")
+    _one_line(cli("admin", "remove", "not-an-address", config=config), "not a valid email address")
+
+
+def test_remove_finds_the_address_as_add_stored_it(setup, cli):
+    config = setup()
+    added = cli("admin", "add", "Office@Bücher.example", "--password-stdin", config=config,
+                input=PASSWORD + "\n")
+    assert added.exit_code == 0 and "office@bücher.example can now sign in" in added.output
+    # The same address, typed as its ASCII (IDNA) form and with stray spaces.
+    removed = cli("admin", "remove", " Office@xn--bcher-kva.example ", config=config)
+    assert removed.exit_code == 0, removed.output
+    assert removed.output.strip() == "office@bücher.example removed"
+    assert cli("admin", "list", config=config).output.count("bücher") == 0
+
+
+def test_sign_in_finds_the_address_as_add_stored_it(app, cli, console):
+    cli("admin", "add", "Office@Bücher.example", "--password-stdin", config=console,
+        input=PASSWORD + "\n")
+    assert sign_in(app.test_client(), email="office@xn--bcher-kva.example").status_code == 303
+
+
 def test_password_is_stored_as_scrypt_hash(app):
     with app.extensions["signoff"].db.read() as session:
         admin = session.scalars(select(AdminUser)).one()
@@ -154,6 +191,25 @@ def test_sign_out_is_a_post_and_ends_the_session(app):
     with app.extensions["signoff"].db.read() as session:
         kinds = list(session.scalars(select(Event.kind).where(Event.actor == ADMIN)))
     assert kinds == ["admin_signed_in", "admin_signed_out"]
+
+
+def test_sign_out_ends_a_copy_of_the_session_cookie_too(app):
+    client = app.test_client()
+    sign_in(client)
+    copied = client.get_cookie("session").value
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/admin/").status_code == 200  # the copy works while the admin is signed in
+    with app.extensions["signoff"].db.read() as session:
+        key_before = session.scalars(select(AdminUser.session_key)).one()
+    assert post(client, "/admin/logout").status_code == 303
+    assert thief.get("/admin/").status_code == 302
+    assert thief.get("/admin/").headers["Location"].startswith("/admin/login")
+    with app.extensions["signoff"].db.read() as session:
+        assert session.scalars(select(AdminUser.session_key)).one() != key_before
+    # Signing in again works, with a fresh session.
+    assert sign_in(client).status_code == 303 and client.get("/admin/").status_code == 200
+    assert thief.get("/admin/").status_code == 302
 
 
 def test_removing_an_admin_or_changing_the_password_ends_their_sessions(app, cli, console):

@@ -10,20 +10,18 @@ import io
 from sqlalchemy import func, select
 
 from admin_helpers import ADMIN, admin, app, clock, console, post, staff_id  # noqa: F401
-from conftest import free_port, link_in
+from conftest import free_port, hidden_fields, link_in
 from workflow import models
 from workflow.models import Cycle, Event
 
 
 def _confirm(app, smtp, email):
     """The person confirms through their own page, as in a browser."""
-    import re
-
     client = app.test_client()
     url = link_in(smtp.inbox.to(email)[0])[len("http://signoff.test"):]
     page = client.get(url).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    version = re.search(r'name="version" type="hidden" value="([^"]+)"', page).group(1)
+    hidden = hidden_fields(page)
+    token, version = hidden["csrf_token"], hidden["version"]
     response = client.post(url, data={"csrf_token": token, "version": version, "s0": "y", "s1": "y"},
                            headers={"User-Agent": "PhoneBrowser/1.0"})
     assert response.status_code == 303

@@ -3,7 +3,9 @@ Each action is a POST, an event naming the admin, and bad input changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -133,6 +135,40 @@ def test_extend_due_date_moves_overdue_and_refuses_bad_dates(admin, app):
     event, = _events(app, "due_extended")
     assert event.actor == ADMIN and event.detail == {"due": "2026-10-30", "reason": "Back from leave"}
     assert "until Friday 30 October 2026" in admin.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_extend_refuses_a_date_not_later_than_the_current_due_date(admin, app):
+    before = _request(app, "ben@example.org")
+    due = before.overdue_at.astimezone(ZoneInfo("Europe/London")).date()
+    assert due == dt.date(2026, 9, 22)  # 21 days after the first reminder
+    for value in ("2026-09-15", "2026-09-22"):  # after today, but not after their due date
+        response = _act(admin, app, "ben@example.org", "extend", due=value)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 409, value
+        assert "later than their current one, Tuesday 22 September 2026" in page
+    after = _request(app, "ben@example.org")
+    assert (after.overdue_at, after.due_extended_to) == (before.overdue_at, None)
+    assert not _events(app, "due_extended")
+
+    assert _act(admin, app, "ben@example.org", "extend", due="2026-10-30").status_code == 303
+    shorter = _act(admin, app, "ben@example.org", "extend", due="2026-10-01")
+    assert shorter.status_code == 409
+    assert "later than their current one, Friday 30 October 2026" in shorter.get_data(as_text=True)
+    assert _request(app, "ben@example.org").due_extended_to.astimezone(
+        ZoneInfo("Europe/London")).date() == dt.date(2026, 10, 30)
+    assert len(_events(app, "due_extended")) == 1
+
+
+def test_resend_says_it_goes_with_the_next_scheduled_run(admin, app):
+    page = admin.get(f"/admin/people/{staff_id(app, 'amira@example.org')}").get_data(as_text=True)
+    assert "again now" not in page
+    assert "with the scheduler's next run (within 5 minutes)" in page  # interval_seconds = 300
+    done = _act(admin, app, "amira@example.org", "resend")
+    flashed = admin.get(done.headers["Location"]).get_data(as_text=True)
+    assert "goes out with the scheduler&#39;s next run (within 5 minutes)" in flashed
+    done = _act(admin, app, "amira@example.org", "new-link")
+    flashed = admin.get(done.headers["Location"]).get_data(as_text=True)
+    assert "goes out with the scheduler&#39;s next run (within 5 minutes)" in flashed
 
 
 def test_actions_on_an_inactive_person_are_refused(admin, app):

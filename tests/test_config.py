@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from conftest import ROOT, _Handler, Inbox, free_port, run_signoff, write_config
+from conftest import ROOT, _Handler, Inbox, free_port, link_in, run_signoff, write_config
 from workflow import config
 
 # The AUTH tests' loopback server accepts a password without TLS, which aiosmtpd warns about.
@@ -39,6 +39,20 @@ def test_example_config_copied_elsewhere_finds_its_policy_relative_to_itself(tmp
     (tmp_path / "policies" / "social-media.md").write_text("# Our own copy\n")
     loaded = config.load(tmp_path / "signoff.toml")
     assert loaded.policies[0].file == (tmp_path / "policies" / "social-media.md").resolve()
+
+
+def test_example_config_says_where_the_slug_appears(setup, cli, smtp):
+    line = next(line for line in (ROOT / "config.example.toml").read_text().splitlines()
+                if line.startswith("slug ="))
+    comment = line.split("#", 1)[1]
+    for place in ("reports", "console addresses", "CSV file names", "never in personal links"):
+        assert place in comment, comment
+    # And so it is: the report names the policy by its slug; a personal link carries only a token.
+    config = setup()
+    assert cli("tick", "--at", "2026-09-01T09:00+01:00", config=config).exit_code == 0
+    assert "social-media" not in link_in(smtp.inbox.to("amira@example.org")[0])
+    report = cli("report", "--format", "csv", "--at", "2026-09-02T09:00+01:00", config=config)
+    assert ",social-media," in report.stdout
 
 
 def _write(tmp_path: Path, old: str | None = None, new: str = "") -> Path:

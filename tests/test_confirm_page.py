@@ -19,7 +19,7 @@ import time_machine
 from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
-from conftest import at, free_port, link_in
+from conftest import at, free_port, hidden_fields, link_in
 
 STATEMENTS = ["I have re-read the policy.", "No child or parent is my online friend or follower."]
 OTHERS = ("Ben Lewis", "ben@example.org", "Chloe Evans", "chloe@example.org")
@@ -40,14 +40,6 @@ def links(app, cli, smtp, clock):
     return {m["To"].addresses[0].addr_spec.split("@")[0]: urlsplit(link_in(m)).path
             for m in smtp.inbox.messages}
 
-
-def hidden_fields(html: str) -> dict[str, str]:
-    fields = {}
-    for tag in re.findall(r"<input[^>]*>", html):
-        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
-        if name and 'type="hidden"' in tag:
-            fields[name.group(1)] = value.group(1) if value else ""
-    return fields
 
 
 def ticked(client, path: str) -> dict[str, str]:

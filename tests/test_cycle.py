@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from conftest import ROSTER, at, link_in
+from conftest import ROSTER, at, hidden_fields, link_in
 
 ROSTER_WITH_INACTIVE = ROSTER + "Frank Green,frank@example.org,Cook,,no\n"
 STAFF = ["amira@example.org", "ben@example.org", "chloe@example.org"]
@@ -52,15 +52,6 @@ class Story:
         result = self.cli("staff", "import", str(path), config=self.config)
         assert result.exit_code == 0, result.output
 
-
-def hidden_fields(html: str) -> dict[str, str]:
-    fields = {}
-    for tag in re.findall(r"<input[^>]*>", html):
-        name = re.search(r'name="([^"]+)"', tag)
-        value = re.search(r'value="([^"]*)"', tag)
-        if name and 'type="hidden"' in tag:
-            fields[name.group(1)] = value.group(1) if value else ""
-    return fields
 
 
 def confirm(app, link: str, when: str) -> str:

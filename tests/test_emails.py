@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import time_machine
 
-from conftest import link_in
+from conftest import hidden_fields, link_in
 from workflow import config as config_mod
 from workflow.app import create_app
 
@@ -43,8 +43,7 @@ def confirm_by_page(config: Path, link: str, when: dt.datetime) -> None:
             page = client.get(urlsplit(link).path)
             assert page.status_code == 200
             html = page.get_data(as_text=True)
-            form = dict(re.findall(r'name="(csrf_token|version)" type="hidden" value="([^"]*)"', html)
-                        or re.findall(r'type="hidden" name="(csrf_token|version)" value="([^"]*)"', html))
+            form = hidden_fields(html)
             assert set(form) == {"csrf_token", "version"}, html
             for name in re.findall(r'type="checkbox" id="[^"]+" name="([^"]+)"', html):
                 form[name] = "y"

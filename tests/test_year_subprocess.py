@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 
-from conftest import at, link_in, run_signoff, write_config
+from conftest import at, hidden_fields, link_in, run_signoff, write_config
 
 ROSTER = """\
 name,email,role,start_date,active
@@ -78,10 +78,7 @@ def confirm(year):
         client = app.test_client()
         with time_machine.travel(at(when), tick=False):
             page = client.get(path).get_data(as_text=True)
-            token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
-            version = page.split('name="version" type="hidden" value="')[1].split('"')[0]
-            done = client.post(path, data={"csrf_token": token, "version": version,
-                                           "s0": "y", "s1": "y"})
+            done = client.post(path, data={**hidden_fields(page), "s0": "y", "s1": "y"})
             assert done.status_code == 303, done.get_data(as_text=True)
 
     yield person_confirms

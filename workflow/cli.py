@@ -74,9 +74,23 @@ class When(click.ParamType):
 class SignoffGroup(click.Group):
     """Turns every known failure into one line on stderr and the contract's exit code."""
 
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # bare `signoff`: the help, as click prints it
+        except click.UsageError as exc:  # e.g. a misspelt option before the sub-command
+            click.echo(f"signoff: {_usage(exc)}", err=True)
+            raise click.exceptions.Exit(2) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `signoff admin` alone: that group's help
+        except click.UsageError as exc:
+            # One line, like every other error, rather than click's Usage / Try / Error block.
+            _fail(ctx, _usage(exc), 2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except (ConfigError, DatabaseError) as exc:
@@ -98,6 +112,15 @@ class SignoffGroup(click.Group):
 def _fail(ctx: click.Context, message: str, code: int):
     click.echo(f"signoff: {message}", err=True)
     ctx.exit(code)
+
+
+def _usage(exc: click.UsageError) -> str:
+    """Click's message, and where to look unless it is a bad value (which says what to type)."""
+    message = exc.format_message()
+    bad_value = isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter)
+    if bad_value or exc.ctx is None:
+        return message
+    return f"{message} (see `{exc.ctx.command_path} --help`)"
 
 
 @click.group(cls=SignoffGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -177,7 +200,7 @@ def admin_add(ctx: Context, email: str, password_stdin: bool) -> None:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         added = accounts.add(svc, address, password, dt.datetime.now(dt.timezone.utc))
     except accounts.AccountError as exc:
-        raise click.UsageError(str(exc)) from None
+        _fail(click.get_current_context(), str(exc), 2)
     click.echo(f"{address} {'can now sign in' if added else 'has a new password'} at "
                f"{ctx.config.setting.base_url}/admin")
 
@@ -205,10 +228,10 @@ def admin_remove(ctx: Context, email: str) -> None:
     from .admin import accounts
 
     try:
-        accounts.remove(ctx.ready(), email, dt.datetime.now(dt.timezone.utc))
+        address = accounts.remove(ctx.ready(), email, dt.datetime.now(dt.timezone.utc))
     except accounts.AccountError as exc:
-        raise click.UsageError(str(exc)) from None
-    click.echo(f"{email.strip().lower()} removed")
+        _fail(click.get_current_context(), str(exc), 2)
+    click.echo(f"{address} removed")
 
 
 @cli.command()
@@ -241,7 +264,7 @@ def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None) -> No
     start = _now(start, svc.calendar.tz)
     end = _now(end, svc.calendar.tz) if end else start + dt.timedelta(weeks=8)
     if end <= start:
-        raise click.UsageError("--to must be after --from")
+        _fail(click.get_current_context(), "--to must be after --from", 2)
     with svc.db.read() as session:
         for line in timeline.render(svc, session, start, end):
             click.echo(line)

@@ -1,4 +1,5 @@
-"""`signoff report`: one row per active person per policy for the current cycle, as CSV or text."""
+"""Report rows, as CSV or text: `signoff report` (one row per active person per policy for the
+current cycle) and each cycle's evidence export (everyone that cycle asked)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import io
 from dataclasses import dataclass, fields
 from typing import Iterator
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from . import policies
 from .app import Services
-from .models import Confirmation, Cycle, Outbox, Policy, Request, Staff
+from .models import Confirmation, Cycle, Outbox, Policy, PolicyVersion, Request, Staff
 
 COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
            "last_sent_at", "escalated", "confirmed_at", "delivery")
@@ -39,8 +40,60 @@ class Row:
 
 
 def rows(svc: Services, session: Session, now: dt.datetime) -> Iterator[Row]:
-    tz = svc.calendar.tz
+    """`signoff report`: each policy's current cycle, one row per active staff member, asked yet or
+    not. A pending person's version is the text their link shows today."""
     year = svc.calendar.cycle_year(now)
+    for policy in policies.configured(session, svc.config):
+        cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=year)).first()
+        yield from _rows(svc, session, policy, cycle, Staff.active,
+                         policies.current_version(session, policy.id))
+
+
+def cycle_rows(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) -> Iterator[Row]:
+    """The evidence export of one cycle: the same people as `cycle_people`. A pending person's
+    version is the text the cycle asked about (`cycle_version`), not whatever is current today."""
+    yield from _rows(svc, session, cycle.policy, cycle, _in_cycle(svc, cycle, now),
+                     cycle_version(session, cycle))
+
+
+def cycle_people(svc: Services, session: Session, cycle: Cycle,
+                 now: dt.datetime) -> list[tuple[Staff, Request | None, Confirmation | None]]:
+    """Everyone a cycle asked (a request in it), whether or not they are still on the roster or
+    active, plus, while it is the current cycle, the active staff it has not asked yet."""
+    return list(session.execute(_people(cycle.policy, cycle, _in_cycle(svc, cycle, now))))
+
+
+def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
+    """The policy text a cycle asked about: the latest version loaded by the time it opened (its
+    nominal opening, or later when a first deployment opened it mid-year). Should none be that old
+    (a cycle opened by a back-dated `tick --at`), the first text loaded after it."""
+    opened = max(cycle.opens_at, cycle.created_at)
+    of_policy = select(PolicyVersion).where(PolicyVersion.policy_id == cycle.policy_id)
+    before = (of_policy.where(PolicyVersion.created_at <= opened)
+              .order_by(PolicyVersion.created_at.desc(), PolicyVersion.id.desc()))
+    after = of_policy.order_by(PolicyVersion.created_at, PolicyVersion.id)
+    return session.scalars(before.limit(1)).first() or session.scalars(after.limit(1)).first()
+
+
+def _in_cycle(svc: Services, cycle: Cycle, now: dt.datetime) -> ColumnElement[bool]:
+    if svc.calendar.cycle_year(now) == cycle.year:
+        return or_(Request.id.is_not(None), Staff.active)
+    return Request.id.is_not(None)
+
+
+def _people(policy: Policy, cycle: Cycle | None, who: ColumnElement[bool]) -> Select:
+    """Staff who match `who`, with their request and confirmation in `cycle` (None: not open)."""
+    cycle_id = cycle.id if cycle else -1
+    return (select(Staff, Request, Confirmation)
+            .outerjoin(Request, and_(Request.staff_id == Staff.id, Request.cycle_id == cycle_id))
+            .outerjoin(Confirmation, Confirmation.request_id == Request.id)
+            .where(Staff.setting_id == policy.setting_id, who)
+            .order_by(func.lower(Staff.name), Staff.email))
+
+
+def _rows(svc: Services, session: Session, policy: Policy, cycle: Cycle | None,
+          who: ColumnElement[bool], pending_version: PolicyVersion | None) -> Iterator[Row]:
+    tz = svc.calendar.tz
 
     def iso(moment: dt.datetime | None) -> str:
         return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
@@ -53,40 +106,33 @@ def rows(svc: Services, session: Session, now: dt.datetime) -> Iterator[Row]:
               .where(Outbox.status != "cancelled", Outbox.kind.in_(("reminder", "followup")))
               .group_by(Outbox.request_id).subquery())
     last_row = select(Outbox).where(Outbox.id.in_(select(latest.c.id))).subquery()
-
-    for policy in policies.configured(session, svc.config):
-        version = policies.current_version(session, policy.id)
-        cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=year)).first()
-        cycle_id = cycle.id if cycle else -1
-        query = (select(Staff, Request, Confirmation, sent.c.first, sent.c.last, sent.c.n,
-                        last_row.c.status, last_row.c.last_error)
-                 .outerjoin(Request, and_(Request.staff_id == Staff.id, Request.cycle_id == cycle_id))
-                 .outerjoin(Confirmation, Confirmation.request_id == Request.id)
-                 .outerjoin(sent, sent.c.request_id == Request.id)
-                 .outerjoin(last_row, last_row.c.request_id == Request.id)
-                 .where(Staff.setting_id == policy.setting_id, Staff.active)
-                 .order_by(func.lower(Staff.name), Staff.email))
-        for staff, req, conf, first, last, count, last_status, last_error in session.execute(query):
-            if conf is not None:
-                status = "confirmed"
-            elif req is not None and req.exempt_at is not None:
-                status = "exempt"
-            else:
-                status = "pending"
-            if last_status in ("failed", "retrying"):
-                delivery = f"{last_status}: {last_error}" if last_error else last_status
-            else:
-                delivery = "ok"
-            yield Row(
-                name=staff.name, email=staff.email, policy=policy.slug,
-                version=conf.version_sha256 if conf else (version.sha256 if version else ""),
-                status=status, first_sent_at=iso(first), reminders_sent=count or 0,
-                last_sent_at=iso(last),
-                escalated="yes" if req is not None and req.escalated_at else "no",
-                confirmed_at=iso(conf.confirmed_at) if conf else "", delivery=delivery,
-                method=conf.method if conf else "", ip_address=(conf.ip_address or "") if conf else "",
-                user_agent=(conf.user_agent or "") if conf else "",
-                exempt_reason=(req.exempt_reason or "") if req is not None else "")
+    query = (_people(policy, cycle, who)
+             .add_columns(sent.c.first, sent.c.last, sent.c.n, last_row.c.status,
+                          last_row.c.last_error)
+             .outerjoin(sent, sent.c.request_id == Request.id)
+             .outerjoin(last_row, last_row.c.request_id == Request.id))
+    for staff, req, conf, first, last, count, last_status, last_error in session.execute(query):
+        if conf is not None:
+            status = "confirmed"
+        elif req is not None and req.exempt_at is not None:
+            status = "exempt"
+        else:
+            status = "pending"
+        if last_status in ("failed", "retrying"):
+            delivery = f"{last_status}: {last_error}" if last_error else last_status
+        else:
+            delivery = "ok"
+        yield Row(
+            name=staff.name, email=staff.email, policy=policy.slug,
+            version=(conf.version_sha256 if conf
+                     else pending_version.sha256 if pending_version else ""),
+            status=status, first_sent_at=iso(first), reminders_sent=count or 0,
+            last_sent_at=iso(last),
+            escalated="yes" if req is not None and req.escalated_at else "no",
+            confirmed_at=iso(conf.confirmed_at) if conf else "", delivery=delivery,
+            method=conf.method if conf else "", ip_address=(conf.ip_address or "") if conf else "",
+            user_agent=(conf.user_agent or "") if conf else "",
+            exempt_reason=(req.exempt_reason or "") if req is not None else "")
 
 
 def to_csv(report: Iterator[Row]) -> str:

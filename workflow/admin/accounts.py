@@ -27,6 +27,15 @@ def normal_email(value: str) -> str:
         raise AccountError(f"{value!r} is not a valid email address ({exc})") from None
 
 
+def lookup_email(value: str) -> str:
+    """An address typed at sign-in, in the form `add` stored it. Not an address at all: only
+    trimmed and lower-cased (it matches no admin, and still counts as an attempt)."""
+    try:
+        return normal_email(value)
+    except AccountError:
+        return value.strip().lower()
+
+
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"the password must be at least {MIN_PASSWORD} characters long")
@@ -52,14 +61,16 @@ def add(svc: Services, email: str, password: str, now: dt.datetime) -> bool:
         return False
 
 
-def remove(svc: Services, email: str, now: dt.datetime) -> None:
-    email = email.strip().lower()
+def remove(svc: Services, email: str, now: dt.datetime) -> str:
+    """Remove an admin; returns their address, normalised as `add` stored it."""
+    email = normal_email(email)
     with svc.db.write() as session:
         admin = session.scalars(select(AdminUser).filter_by(email=email)).first()
         if admin is None:
             raise AccountError(f"{email} is not an admin (see `signoff admin list`)")
         session.delete(admin)
         events.record(session, "admin_removed", now, actor="cli", email=email)
+    return email
 
 
 def listing(svc: Services) -> list[AdminUser]:

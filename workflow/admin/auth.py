@@ -8,6 +8,7 @@ all count; a correct password then marks it ok. Every failure gets the same mess
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from functools import cache
 
 from flask import flash, redirect, render_template, request, url_for
@@ -18,7 +19,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .. import events
 from ..app import services
 from ..models import AdminUser, LoginAttempt
-from . import bp, safe_next
+from . import accounts, bp, safe_next
 from .forms import LoginForm
 
 WINDOW = dt.timedelta(minutes=15)
@@ -88,7 +89,7 @@ def login():
     if not form.validate_on_submit():
         return render_template("admin/login.html", form=form), 400
     now = _now()
-    email = form.email.data.strip().lower()[:320]
+    email = accounts.lookup_email(form.email.data)[:320]
     attempt = begin_attempt(email, (request.remote_addr or "unknown")[:64], now)
     if attempt is None:
         return render_template("admin/login.html", form=form, error=TOO_MANY), 429
@@ -109,6 +110,10 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     with services().db.write() as session:
+        # A new session key: a copy of the cookie taken before now (another browser, a stolen
+        # cookie) no longer names anyone. Every other session of this admin ends too.
+        session.execute(update(AdminUser).where(AdminUser.id == current_user.id)
+                        .values(session_key=secrets.token_hex(32)))
         events.record(session, "admin_signed_out", _now(), actor=current_user.email)
     logout_user()
     flash("You are signed out.", "ok")

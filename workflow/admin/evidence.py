@@ -6,10 +6,11 @@ from __future__ import annotations
 from flask import Response, abort, render_template
 from sqlalchemy import select
 
-from .. import policies, reports
+from .. import reports
 from ..app import services
-from ..models import Confirmation, Cycle, Event, Policy, Request, Staff
+from ..models import Cycle, Event, Policy
 from . import bp
+from .status import now
 
 
 @bp.route("/evidence")
@@ -37,25 +38,22 @@ def evidence_page(cycle_id: int):
     svc = services()
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
-        entries = session.execute(
-            select(Staff, Request, Confirmation).join(Request, Request.staff_id == Staff.id)
-            .outerjoin(Confirmation, Confirmation.request_id == Request.id)
-            .where(Request.cycle_id == cycle.id).order_by(Staff.name, Staff.email)).all()
+        entries = reports.cycle_people(svc, session, cycle, now())
         # Who exempted each person, from the append-only log.
         exempted_by = {e.request_id: e.actor for e in session.scalars(
             select(Event).where(Event.kind == "exempted",
-                                Event.request_id.in_([r.id for _, r, _ in entries])))}
+                                Event.request_id.in_([r.id for _, r, _ in entries if r])))}
         versions = {}
         for _, _, conf in entries:
             if conf is not None:
                 versions.setdefault(conf.version_sha256, conf.policy_version)
-        current = policies.current_version(session, cycle.policy_id)
+        asked = reports.cycle_version(session, cycle)
     confirmed = [(s, r, c) for s, r, c in entries if c is not None]
-    exempt = [(s, r) for s, r, c in entries if c is None and r.exempt_at is not None]
-    outstanding = [(s, r) for s, r, c in entries if c is None and r.exempt_at is None]
+    exempt = [(s, r) for s, r, c in entries if c is None and r and r.exempt_at is not None]
+    outstanding = [(s, r) for s, r, c in entries if c is None and not (r and r.exempt_at)]
     return render_template("admin/evidence.html", active="evidence", cycle=cycle,
                            confirmed=confirmed, exempt=exempt, outstanding=outstanding,
-                           exempted_by=exempted_by, versions=versions, current=current,
+                           exempted_by=exempted_by, versions=versions, asked=asked,
                            tz=svc.calendar.tz, setting=svc.config.setting)
 
 
@@ -64,9 +62,7 @@ def export(cycle_id: int):
     svc = services()
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
-        # reports.rows reports the cycle of the moment it is given: the cycle's own opening.
-        rows = [r for r in reports.rows(svc, session, cycle.opens_at)
-                if r.policy == cycle.policy.slug]
+        rows = list(reports.cycle_rows(svc, session, cycle, now()))
     filename = f"signoff-{cycle.policy.slug}-{cycle.year}.csv"
     return Response(reports.to_csv(iter(rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -58,7 +58,8 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         sections.append((s, _forms(s.policy.slug, slug_bound)))
     return render_template("admin/person.html", active="people", person=person, sections=sections,
                            history=history, tz=svc.calendar.tz, problem=problem,
-                           today=svc.calendar.local_date(moment), describe=describe), status
+                           today=svc.calendar.local_date(moment), describe=describe,
+                           within=within(svc)), status
 
 
 @bp.route("/people/<int:staff_id>")
@@ -136,7 +137,7 @@ def resend(staff_id: int, slug: str):
         events.record(session, "resend_queued", moment, actor=current_user.email,
                       staff_id=person.id, request_id=req.id)
         return (f"A fresh link for {person.name} is queued; it goes out with the scheduler's next "
-                "run (within a few minutes).")
+                f"run ({within(svc)}).")
     return _act(staff_id, slug, action)
 
 
@@ -151,7 +152,7 @@ def new_link(staff_id: int, slug: str):
         events.record(session, "link_reissued", moment, actor=current_user.email,
                       staff_id=person.id, request_id=req.id, revoked=revoked)
         return (f"{person.name}'s old links no longer work ({revoked} stopped). A new link is "
-                "queued and goes out with the scheduler's next run.")
+                f"queued and goes out with the scheduler's next run ({within(svc)}).")
     return _act(staff_id, slug, action)
 
 
@@ -167,6 +168,11 @@ def extend(staff_id: int, slug: str):
         day = form.due.data
         if day <= cal.local_date(moment):
             raise Refused("The new due date must be after today; nothing was changed.")
+        # Before the first reminder goes, only an earlier extension sets a due date.
+        current = req.overdue_at or req.due_extended_to
+        if current is not None and day <= cal.local_date(current):
+            raise Refused("The new due date must be later than their current one, "
+                          f"{cal.local_date(current):%A %-d %B %Y}; nothing was changed.")
         if cal.slot(day) >= cal.cycle_opens(req.cycle.year + 1):
             raise Refused("The new due date must be before next year's cycle opens; nothing was "
                           "changed.")
@@ -224,6 +230,15 @@ def paper(staff_id: int, slug: str):
                      status=409)
     flash(f"Paper sign-off recorded for {name}.", "ok")
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
+
+
+def within(svc: Services) -> str:
+    """When the scheduler's next run comes at the latest, in words: "within 5 minutes"."""
+    seconds = svc.config.scheduler.interval_seconds
+    size, unit = ((3600, "hour") if seconds >= 3600 else (60, "minute") if seconds >= 60
+                  else (1, "second"))
+    count = -(-seconds // size)  # rounded up: "within" must not promise too soon
+    return f"within {count} {unit}{'s' if count > 1 else ''}"
 
 
 def describe(event: Event) -> str:
