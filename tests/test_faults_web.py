@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import subprocess
 import threading
 import time
@@ -15,16 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from conftest import SIGNOFF, free_port, link_in
+from conftest import SIGNOFF, free_port, hidden_fields, link_in
 
-
-def hidden_fields(html: str) -> dict[str, str]:
-    fields = {}
-    for tag in re.findall(r"<input[^>]*>", html):
-        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
-        if name and 'type="hidden"' in tag:
-            fields[name.group(1)] = value.group(1) if value else ""
-    return fields
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import json
-import re
 import signal
 import subprocess
 import time
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from conftest import SIGNOFF, free_port, link_in, run_signoff, write_config
+from conftest import SIGNOFF, free_port, hidden_fields, link_in, run_signoff, write_config
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -69,14 +68,6 @@ def get(url: str, method: str = "GET") -> tuple[int, str]:
     finally:
         conn.close()
 
-
-def hidden_fields(html: str) -> dict[str, str]:
-    fields = {}
-    for tag in re.findall(r"<input[^>]*>", html):
-        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
-        if name and 'type="hidden"' in tag:
-            fields[name.group(1)] = value.group(1) if value else ""
-    return fields
 
 
 def serve(config: Path) -> tuple[subprocess.Popen, Path, str]:
