@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -296,7 +297,17 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
 
     ctx.ready()
     click.echo(f"signoff serving {ctx.config.setting.name} on http://{host}:{port}/")
-    waitress.serve(ctx.app, host=host, port=port, threads=threads, ident="signoff")
+    # waitress handles Ctrl-C but not SIGTERM (what systemd and the demo send): stop the same way.
+    signal.signal(signal.SIGTERM, lambda *_: _stop_serving())
+    try:
+        waitress.serve(ctx.app, host=host, port=port, threads=threads, ident="signoff")
+    except KeyboardInterrupt:
+        pass
+    click.echo("signoff serve stopped")
+
+
+def _stop_serving():
+    raise KeyboardInterrupt
 
 
 @cli.command("scheduler")

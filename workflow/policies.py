@@ -39,7 +39,10 @@ def sha256(text: str) -> str:
 
 def sync(session: Session, config: Config, now: dt.datetime) -> int:
     """Make the setting and every configured policy current; returns the setting's id. Idempotent."""
-    setting = session.scalars(select(Setting).order_by(Setting.id).limit(1)).first()
+    # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises): two ticks that find
+    # a changed policy at once must not both add the new version.
+    setting = session.scalars(select(Setting).order_by(Setting.id).limit(1)
+                              .with_for_update()).first()
     if setting is None:
         setting = Setting(name=config.setting.name, timezone=config.setting.timezone.key)
         session.add(setting)
