@@ -97,7 +97,8 @@ def test_page_shows_the_policy_the_person_and_every_statement(app, links):
     page = app.test_client().get(links["amira"])
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "<h2>6. Security checklist summary</h2>" in html  # rendered from the Markdown
+    assert "<h3>6. Security checklist summary</h3>" in html  # rendered from the Markdown
+    assert html.count("<h1>") == 1  # the policy's own headings sit under the page's title
     assert "<em>friend</em>" in html
     assert "Amira Khan" in html
     for index, statement in enumerate(STATEMENTS):

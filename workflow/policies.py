@@ -29,8 +29,18 @@ def html(conn: Connection, version_id: int, text_sha256: str) -> Markup:
     found = _html.get(text_sha256)
     if found is None:
         text = conn.scalars(select(PolicyVersion.content).filter_by(id=version_id)).one()
-        found = _html[sha256(text)] = Markup(_markdown.render(text))
+        found = _html[sha256(text)] = _render(text)
     return found
+
+
+def _render(text: str) -> Markup:
+    """Markdown to HTML, headings one level down: the page's own <h1> is the policy's title, and a
+    page has one <h1> (screen readers list the headings as the page's outline)."""
+    tokens = _markdown.parse(text)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
+    return Markup(_markdown.renderer.render(tokens, _markdown.options, {}))
 
 
 def sha256(text: str) -> str:
