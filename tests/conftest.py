@@ -299,14 +299,18 @@ def run_signoff(*args: str, config: Path, timeout: float = 120, **kw) -> subproc
 def setup(tmp_path, db_url, smtp, cli):
     """A configured, initialised setting with the three-person roster imported."""
     def make(roster: str = ROSTER, **overrides: Any) -> Path:
-        path = write_config(tmp_path, db_url, smtp.port, **overrides)
-        assert cli("init", config=path).exit_code == 0
-        (tmp_path / "staff.csv").write_text(roster)
-        result = cli("staff", "import", str(tmp_path / "staff.csv"), config=path)
-        assert result.exit_code == 0, result.output
-        return path
+        return initialise(cli, write_config(tmp_path, db_url, smtp.port, **overrides), roster)
 
     return make
+
+
+def initialise(cli, path: Path, roster: str = ROSTER) -> Path:
+    """`signoff init` and a roster import for the config at `path`."""
+    assert cli("init", config=path).exit_code == 0
+    (path.parent / "staff.csv").write_text(roster)
+    result = cli("staff", "import", str(path.parent / "staff.csv"), config=path)
+    assert result.exit_code == 0, result.output
+    return path
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import ROSTER, SIGNOFF, write_config
+from conftest import ROSTER, SIGNOFF, initialise, write_config
 from smtp_faults import FaultServer, password_checker
 
 OPEN = "2026-09-01T09:00+01:00"
@@ -39,11 +39,7 @@ def setting(tmp_path, db_url, mail, cli):
         if timeout is not None:
             text = text.replace("timeout_seconds = 5", f"timeout_seconds = {timeout}")
         path.write_text(text.replace("[mail]\n", "[mail]\n" + mail_extra))
-        assert cli("init", config=path).exit_code == 0
-        (tmp_path / "staff.csv").write_text(roster)
-        result = cli("staff", "import", str(tmp_path / "staff.csv"), config=path)
-        assert result.exit_code == 0, result.output
-        return path
+        return initialise(cli, path, roster)
 
     return make
 
