@@ -12,7 +12,7 @@ from pathlib import Path
 import time_machine
 from sqlalchemy import select
 
-from conftest import ROOT, link_in
+from conftest import ROOT, free_port, link_in
 from test_emails import confirm_by_page
 from workflow import config as config_mod
 from workflow.app import create_app
@@ -122,6 +122,18 @@ def test_follow_ups_count_in_reminders_sent_and_times_cross_into_gmt(setup, cli,
     assert amira["reminders_sent"] == "3"
     assert amira["first_sent_at"] == "2026-10-20T10:00:00+01:00"  # BST
     assert amira["last_sent_at"] == "2026-11-03T09:00:00+00:00"   # GMT
+
+
+def test_a_follow_up_waiting_in_the_outbox_does_not_hide_a_failure(setup, cli, smtp):
+    config = setup()
+    smtp.inbox.refuse["ben@example.org"] = "550 5.1.1 No such user"
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    # The mail server is now unreachable: the follow-up is queued but cannot go.
+    config.write_text(config.read_text().replace(f"port = {smtp.port}", f"port = {free_port()}"))
+    tick(cli, config, "2026-09-08T09:00+01:00")
+    ben = rows(cli, config, dt.datetime(2026, 9, 8, 9, tzinfo=UTC))["ben@example.org"]
+    assert ben["delivery"] == "failed: 550 5.1.1 No such user"
+    assert ben["reminders_sent"] == "0"
 
 
 def test_text_report_counts_confirmed_of_everyone(setup, cli, smtp):

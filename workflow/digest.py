@@ -7,10 +7,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from . import events, planner
+from . import delivery, events, planner
 from .app import Services
 from .models import Confirmation, Cycle, Outbox, Policy, Request, Staff
 
@@ -40,25 +40,19 @@ def _overdue_filter(cycle_ids: list[int], now: dt.datetime):
 
 def overdue_people(svc: Services, session: Session, now: dt.datetime) -> list[Overdue]:
     cycle_ids = current_cycle_ids(svc, session, now)
-    sent = (select(Outbox.request_id, func.count().label("n"),
-                   func.max(case((Outbox.status == "failed", Outbox.last_error),
-                                 (Outbox.status == "retrying", Outbox.last_error))).label("problem"))
-            .where(Outbox.request_id.is_not(None))
-            .group_by(Outbox.request_id).subquery())
-    sent_count = (select(Outbox.request_id, func.count().label("n"))
-                  .where(Outbox.status == "sent", Outbox.request_id.is_not(None))
-                  .group_by(Outbox.request_id).subquery())
+    sent, latest = delivery.sends(), delivery.latest()
     rows = session.execute(
         select(Request.id, Staff.name, Staff.email, Policy.title, Request.reminded_at,
-               func.coalesce(sent_count.c.n, 0), sent.c.problem)
+               func.coalesce(sent.c.n, 0), latest.c.status, latest.c.last_error)
         .join(Staff, Request.staff_id == Staff.id)
         .join(Cycle, Request.cycle_id == Cycle.id).join(Policy, Cycle.policy_id == Policy.id)
         .outerjoin(sent, sent.c.request_id == Request.id)
-        .outerjoin(sent_count, sent_count.c.request_id == Request.id)
+        .outerjoin(latest, latest.c.request_id == Request.id)
         .where(_overdue_filter(cycle_ids, now))
         .order_by(Request.reminded_at, Staff.name))
-    return [Overdue(rid, name, email, title, (now - (reminded or now)).days, count, problem)
-            for rid, name, email, title, reminded, count, problem in rows]
+    return [Overdue(rid, name, email, title, (now - (reminded or now)).days, count,
+                    error if delivery.problem(status, error) else None)
+            for rid, name, email, title, reminded, count, status, error in rows]
 
 
 @dataclass(frozen=True)
@@ -74,16 +68,13 @@ def undeliverable(svc: Services, session: Session, now: dt.datetime) -> list[Und
     """People not overdue yet whose latest email failed: the head teacher hears in the next digest,
     not weeks later when they become overdue (by then the bounced address has cost them the time)."""
     cycle_ids = current_cycle_ids(svc, session, now)
-    # The latest message with an outcome: a follow-up queued in this same tick is still pending.
-    latest = (select(func.max(Outbox.id)).where(Outbox.kind.in_(("reminder", "followup")),
-                                                Outbox.status.in_(("sent", "failed")))
-              .group_by(Outbox.request_id))
+    latest = delivery.latest()
     rows = session.execute(
-        select(Request.id, Staff.name, Staff.email, Policy.title, Outbox.last_error)
-        .join(Outbox, Outbox.request_id == Request.id)
+        select(Request.id, Staff.name, Staff.email, Policy.title, latest.c.last_error)
+        .join(latest, latest.c.request_id == Request.id)
         .join(Staff, Request.staff_id == Staff.id)
         .join(Cycle, Request.cycle_id == Cycle.id).join(Policy, Cycle.policy_id == Policy.id)
-        .where(Outbox.id.in_(latest), Outbox.status == "failed",
+        .where(latest.c.status == "failed",
                Request.cycle_id.in_(cycle_ids), Request.closed_at.is_(None), Staff.active,
                or_(Request.overdue_at.is_(None), Request.overdue_at > now))
         .order_by(Staff.name))

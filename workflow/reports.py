@@ -12,9 +12,9 @@ from typing import Iterator
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from . import policies
+from . import delivery, policies
 from .app import Services
-from .models import Confirmation, Cycle, Outbox, Policy, PolicyVersion, Request, Staff
+from .models import Confirmation, Cycle, Policy, PolicyVersion, Request, Staff
 
 COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
            "last_sent_at", "escalated", "confirmed_at", "delivery")
@@ -60,7 +60,7 @@ def cycle_people(svc: Services, session: Session, cycle: Cycle,
                  now: dt.datetime) -> list[tuple[Staff, Request | None, Confirmation | None]]:
     """Everyone a cycle asked (a request in it), whether or not they are still on the roster or
     active, plus, while it is the current cycle, the active staff it has not asked yet."""
-    return list(session.execute(_people(cycle.policy, cycle, _in_cycle(svc, cycle, now))))
+    return list(session.execute(people(cycle.policy, cycle, _in_cycle(svc, cycle, now))))
 
 
 def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
@@ -81,7 +81,7 @@ def _in_cycle(svc: Services, cycle: Cycle, now: dt.datetime) -> ColumnElement[bo
     return Request.id.is_not(None)
 
 
-def _people(policy: Policy, cycle: Cycle | None, who: ColumnElement[bool]) -> Select:
+def people(policy: Policy, cycle: Cycle | None, who: ColumnElement[bool]) -> Select:
     """Staff who match `who`, with their request and confirmation in `cycle` (None: not open)."""
     cycle_id = cycle.id if cycle else -1
     return (select(Staff, Request, Confirmation)
@@ -98,19 +98,12 @@ def _rows(svc: Services, session: Session, policy: Policy, cycle: Cycle | None,
     def iso(moment: dt.datetime | None) -> str:
         return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
 
-    sent = (select(Outbox.request_id, func.min(Outbox.sent_at).label("first"),
-                   func.max(Outbox.sent_at).label("last"), func.count().label("n"))
-            .where(Outbox.status == "sent", Outbox.kind.in_(("reminder", "followup")))
-            .group_by(Outbox.request_id).subquery())
-    latest = (select(func.max(Outbox.id).label("id"))
-              .where(Outbox.status != "cancelled", Outbox.kind.in_(("reminder", "followup")))
-              .group_by(Outbox.request_id).subquery())
-    last_row = select(Outbox).where(Outbox.id.in_(select(latest.c.id))).subquery()
-    query = (_people(policy, cycle, who)
-             .add_columns(sent.c.first, sent.c.last, sent.c.n, last_row.c.status,
-                          last_row.c.last_error)
+    sent, latest = delivery.sends(), delivery.latest()
+    query = (people(policy, cycle, who)
+             .add_columns(sent.c.first, sent.c.last, sent.c.n, latest.c.status,
+                          latest.c.last_error)
              .outerjoin(sent, sent.c.request_id == Request.id)
-             .outerjoin(last_row, last_row.c.request_id == Request.id))
+             .outerjoin(latest, latest.c.request_id == Request.id))
     for staff, req, conf, first, last, count, last_status, last_error in session.execute(query):
         if conf is not None:
             status = "confirmed"
@@ -118,10 +111,6 @@ def _rows(svc: Services, session: Session, policy: Policy, cycle: Cycle | None,
             status = "exempt"
         else:
             status = "pending"
-        if last_status in ("failed", "retrying"):
-            delivery = f"{last_status}: {last_error}" if last_error else last_status
-        else:
-            delivery = "ok"
         yield Row(
             name=staff.name, email=staff.email, policy=policy.slug,
             version=(conf.version_sha256 if conf
@@ -129,7 +118,8 @@ def _rows(svc: Services, session: Session, policy: Policy, cycle: Cycle | None,
             status=status, first_sent_at=iso(first), reminders_sent=count or 0,
             last_sent_at=iso(last),
             escalated="yes" if req is not None and req.escalated_at else "no",
-            confirmed_at=iso(conf.confirmed_at) if conf else "", delivery=delivery,
+            confirmed_at=iso(conf.confirmed_at) if conf else "",
+            delivery=delivery.problem(last_status, last_error) or "ok",
             method=conf.method if conf else "", ip_address=(conf.ip_address or "") if conf else "",
             user_agent=(conf.user_agent or "") if conf else "",
             exempt_reason=(req.exempt_reason or "") if req is not None else "")

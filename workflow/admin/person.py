@@ -45,8 +45,8 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         person = session.get(Staff, staff_id)
         if person is None:
             abort(404)
-        standings = [s for o in overviews(svc, session, moment, include_inactive=True)
-                     for s in o.people if s.person.id == staff_id]
+        standings = [s for o in overviews(svc, session, moment, include_inactive=True,
+                                          staff_id=staff_id) for s in o.people]
         history = list(session.scalars(select(Event).where(Event.staff_id == staff_id)
                                        .order_by(Event.at, Event.id)))
         for s in standings:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, true
 from sqlalchemy.orm import Session
 
-from .. import policies
+from .. import policies, reports
 from ..app import Services
 from ..models import Confirmation, Cycle, Policy, Request, Setting, Staff
 
@@ -73,22 +73,17 @@ class Overview:
 
 
 def overviews(svc: Services, session: Session, moment: dt.datetime,
-              include_inactive: bool = False) -> list[Overview]:
+              include_inactive: bool = False, staff_id: int | None = None) -> list[Overview]:
+    """Each policy's current cycle with everyone's standing (or only `staff_id`'s)."""
     year = svc.calendar.cycle_year(moment)
+    who = true() if include_inactive else Staff.active
+    if staff_id is not None:
+        who = and_(who, Staff.id == staff_id)
     out = []
     for policy in policies.configured(session, svc.config):
         cycle = current_cycle(svc, session, policy, moment)
-        cycle_id = cycle.id if cycle else -1
-        this_cycle = and_(Request.staff_id == Staff.id, Request.cycle_id == cycle_id)
-        query = (select(Staff, Request, Confirmation)
-                 .outerjoin(Request, this_cycle)
-                 .outerjoin(Confirmation, Confirmation.request_id == Request.id)
-                 .where(Staff.setting_id == policy.setting_id)
-                 .order_by(Staff.name, Staff.email))
-        if not include_inactive:
-            query = query.where(Staff.active)
         overview = Overview(policy, year, cycle)
-        for person, req, conf in session.execute(query):
+        for person, req, conf in session.execute(reports.people(policy, cycle, who)):
             overview.people.append(Standing(person, policy, cycle, req, conf,
                                             status_of(person, req, conf, moment)))
         out.append(overview)

@@ -1,0 +1,35 @@
+"""Per person, what happened to their emails: the one definition the report, the digest and the
+console share of "reminders sent" and of a delivery problem."""
+
+from __future__ import annotations
+
+from sqlalchemy import Subquery, func, select
+
+from .models import Outbox
+
+_TO_THE_PERSON = Outbox.kind.in_(("reminder", "followup"))
+
+
+def sends() -> Subquery:
+    """Per request: first and last send, and how many went (columns request_id, first, last, n)."""
+    return (select(Outbox.request_id, func.min(Outbox.sent_at).label("first"),
+                   func.max(Outbox.sent_at).label("last"), func.count().label("n"))
+            .where(Outbox.status == "sent", _TO_THE_PERSON)
+            .group_by(Outbox.request_id).subquery())
+
+
+def latest() -> Subquery:
+    """Per request, its latest email that has had an outcome (columns request_id, status,
+    last_error). A follow-up still waiting in the outbox neither hides nor clears a problem."""
+    newest = (select(func.max(Outbox.id)).where(_TO_THE_PERSON,
+                                                Outbox.status.in_(("sent", "retrying", "failed")))
+              .group_by(Outbox.request_id))
+    return (select(Outbox.request_id, Outbox.status, Outbox.last_error)
+            .where(Outbox.id.in_(newest)).subquery())
+
+
+def problem(status: str | None, last_error: str | None) -> str | None:
+    """`retrying: <reason>` or `failed: <reason>` for the latest email, None when it went."""
+    if status not in ("retrying", "failed"):
+        return None
+    return f"{status}: {last_error}" if last_error else status
