@@ -24,7 +24,8 @@ def main() -> int:
 
     t = throughput.run()
     row("send throughput, 5,000 staff", f"floor/tick = {t['ratio']:.2f} (tick {t['tick_s']:.1f} s, "
-        f"floor {t['floor_s']:.1f} s, {t['per_message_ms']:.1f} ms/message)", "≥ 0.8",
+        f"floor {t['floor_s']:.1f} s, {t['per_message_ms']:.2f} ms/message; median of "
+        f"{', '.join(map(str, t['ratios']))})", "≥ 0.8",
         t["ratio"] >= 0.8)
 
     i = idle.run()
@@ -35,7 +36,8 @@ def main() -> int:
 
     m = memory.run()
     row("opening-day tick, 50,000 staff, peak RSS", f"{m['peak_mb']:.0f} MB "
-        f"(tick {m['tick_s']:.0f} s)", "< 300 MB", m["peak_mb"] < 300)
+        f"({m['tick_process_mb']:.0f} MB tick + {m['helper_mb']:.0f} MB composing helper; "
+        f"tick {m['tick_s']:.0f} s)", "< 300 MB", m["peak_mb"] < 300)
 
     w = web.run()
     row("confirmation page vs /healthz, 8 clients", f"{w['ratio']:.2f} ({w['page_rps']:.0f} vs "

@@ -6,6 +6,8 @@ verified TLS context, which Flask-Mail itself does not set.
 
 from __future__ import annotations
 
+import base64
+import email.message
 import email.policy
 import email.utils
 import functools
@@ -13,13 +15,14 @@ import io
 import secrets
 import smtplib
 import ssl
+from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask, current_app, render_template
-from flask_mail import Connection, Mail, Message, sanitize_address, sanitize_subject
+from flask_mail import (BadHeaderError, Connection, Mail, Message, sanitize_address,
+                        sanitize_subject)
 
 from .app import services
 
@@ -35,7 +38,7 @@ def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) ->
     # An alert's own context names the person whose message failed; it must not be overwritten.
     ctx = {"to_name": to_name, **ctx, "setting": services().config.setting}
     subject = " ".join(render_template(f"emails/{kind}.subject.txt", **ctx).split())
-    domain = email.utils.parseaddr(services().config.mail.sender)[1].rpartition("@")[2] or None
+    domain = _domain(services().config.mail.sender)
     msg = _Message(
         subject=subject,
         recipients=[(to_name, to_email)],
@@ -45,6 +48,38 @@ def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) ->
     )
     msg.msgId = email.utils.make_msgid(domain=domain)
     return msg
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A message as it goes to the server: its envelope and its bytes."""
+
+    envelope_from: str
+    envelope_to: str
+    data: bytes
+    message_id: str
+
+
+def to_wire(msg: Message) -> Wire:
+    """What Flask-Mail's Connection.send() puts on the wire, worked out ahead of sending, so a
+    batch can be composed in one process and sent from another."""
+    if msg.has_bad_headers():
+        raise BadHeaderError
+    ((_, address),) = msg.send_to
+    return Wire(_sender(msg.sender), _envelope(address), msg.as_bytes(), msg.msgId)
+
+
+def send(conn: Connection, wire: Wire, meanwhile: Callable[[], None] | None = None) -> None:
+    """Send one message. `meanwhile`, if given, runs once while the server reads this message's
+    MAIL command (before its reply is read), or before this returns if it never got that far: the
+    caller records the previous message's outcome there, in time the wire would otherwise idle,
+    and still before this message's DATA."""
+    host = conn.host
+    host.meanwhile = meanwhile
+    try:
+        host.sendmail(wire.envelope_from, [wire.envelope_to], wire.data)
+    finally:
+        _run_meanwhile(host)
 
 
 class _Message(Message):
@@ -60,8 +95,8 @@ class _Message(Message):
 
     def _message(self) -> MIMEMultipart:
         msg = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(16)}", policy=_WIRE)
-        msg.attach(MIMEText(self.body, "plain", "utf-8", policy=_WIRE))
-        msg.attach(MIMEText(self.html, "html", "utf-8", policy=_WIRE))
+        msg.attach(_part("plain", self.body))
+        msg.attach(_part("html", self.html))
         name, addr = self.recipients[0]
         if not name:  # an address configured as "Office <office@example.org>"
             name, addr = email.utils.parseaddr(addr)
@@ -85,6 +120,28 @@ def _sender(sender: str) -> str:
     return sanitize_address(sender, "utf-8")
 
 
+@functools.lru_cache(maxsize=8)
+def _domain(sender: str) -> str | None:
+    return email.utils.parseaddr(sender)[1].rpartition("@")[2] or None
+
+
+def _envelope(address: str) -> str:
+    """The RCPT TO address: as it is, or as Flask-Mail encodes an internationalised one."""
+    if address.isascii():
+        return address
+    return email.utils.parseaddr(sanitize_address(("", address), "utf-8"))[1]
+
+
+def _part(subtype: str, text: str) -> email.message.Message:
+    """What MIMEText(text, subtype, "utf-8") gives, without its charset machinery per part."""
+    part = email.message.Message(policy=_WIRE)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["MIME-Version"] = "1.0"
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(base64.encodebytes(text.encode("utf-8")).decode("ascii"))
+    return part
+
+
 class _Wire(email.policy.Compat32):
     """compat32 on the wire (CRLF), writing a short ASCII header as it is instead of through
     email.header.Header, which gives the same bytes for it at many times the cost."""
@@ -99,6 +156,32 @@ class _Wire(email.policy.Compat32):
 _WIRE = _Wire(linesep="\r\n")
 
 
+def _run_meanwhile(host) -> None:
+    work, host.meanwhile = getattr(host, "meanwhile", None), None
+    if work is not None:
+        work()
+
+
+class _Meanwhile:
+    """An SMTP client that runs a pending `meanwhile` (see send()) before it reads a reply: the
+    command has been written and the server is at work on it. One command at a time, as ever:
+    nothing is pipelined."""
+
+    meanwhile: Callable[[], None] | None = None
+
+    def getreply(self):
+        _run_meanwhile(self)
+        return super().getreply()
+
+
+class _SMTP(_Meanwhile, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Meanwhile, smtplib.SMTP_SSL):
+    pass
+
+
 class MailConnection(Connection):
     """Flask-Mail's connection with a connect/read timeout and certificate-checked TLS."""
 
@@ -107,9 +190,9 @@ class MailConnection(Connection):
         timeout = cfg.timeout_seconds
         context = ssl.create_default_context()
         if cfg.use_ssl:
-            host = smtplib.SMTP_SSL(cfg.server, cfg.port, timeout=timeout, context=context)
+            host = _SMTP_SSL(cfg.server, cfg.port, timeout=timeout, context=context)
         else:
-            host = smtplib.SMTP(cfg.server, cfg.port, timeout=timeout)
+            host = _SMTP(cfg.server, cfg.port, timeout=timeout)
         if cfg.use_tls:
             host.starttls(context=context)
         if cfg.username:

@@ -8,28 +8,35 @@ jitter; permanent ones are marked failed with the server's reason and reported.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import random
 import smtplib
 import socket
 import ssl
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from flask_mail import Message
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from . import events, planner, policies, tokens
+from . import events, planner
 from .app import Services
-from .mailer import connect, make_message
-from .models import Cycle, Link, Outbox, Request, UTCDateTime
+from .compose import INACTIVE, Composed, Composer, advance
+from .mailer import connect, send
+from .models import Link, Outbox, Request, UTCDateTime
 
+# An outbox row's status: pending, retrying, handed (the server took it; what follows is not
+# written yet), sent, failed or cancelled.
+HANDED = "handed"
 LEASE = dt.timedelta(minutes=15)
-BATCH = 20  # with a 30 s timeout, a batch ends well inside its lease
+# A message is not started with less than this left on its claim: with a 30 s timeout on each
+# step of the SMTP conversation, one slow message still ends inside the lease.
+LEASE_MARGIN = dt.timedelta(minutes=5)
+BATCH = 50
 MAX_ATTEMPTS = 10
 BACKOFF_BASE = dt.timedelta(minutes=5)
 BACKOFF_CAP = dt.timedelta(hours=6)
@@ -83,111 +90,158 @@ def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -
     return sorted(rows)
 
 
-@dataclass
-class Prepared:
-    """A claimed row rendered and ready to send, with what its outcome needs to know."""
-
-    outbox_id: int
-    kind: str
-    stage: int | None
-    to_name: str = ""
-    to_email: str = ""
-    ctx: dict = field(default_factory=dict)
-    message: Message | None = None
-    request_id: int | None = None
-    staff_id: int | None = None
-    state: planner.RequestState | None = None
-
-
 def deliver(svc: Services, now: dt.datetime) -> Delivery:
     """Send everything that is due, in leased batches, over one SMTP connection.
 
-    The next batch is claimed and rendered on a second thread while this one is on the wire: the
-    sending thread spends most of its time waiting for the server, so rendering fits in those waits.
+    Each batch is claimed (committed before any SMTP I/O), composed one batch ahead of the send
+    loop (in a helper process once there is more than a batch to send), settled (its links stored,
+    messages no longer wanted cancelled), then sent, each outcome in its own commit.
     """
     result = Delivery()
     worker = uuid.uuid4().hex
-    app = current_app._get_current_object()
+    started = time.monotonic()
 
-    def next_batch() -> list[Prepared]:
-        with app.app_context():
-            return _claim_batch(svc, now, worker, result)
+    def clock() -> dt.datetime:
+        # The tick's `now` moved on by the time it has run: a claim made an hour into a long run
+        # holds its lease for LEASE from then, not from when the tick started.
+        return now + dt.timedelta(seconds=time.monotonic() - started)
 
+    composer = Composer(current_app._get_current_object(), svc, now)
+    leases: collections.deque[dt.datetime] = collections.deque()
+    outcomes = _Outcomes(svc)
     conn = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-render") as renderer:
+    unsent: list[int] = []
+
+    def claim_next() -> bool:
+        at = clock()
+        with svc.db.write() as session:
+            ids = claim(session, at, worker)
+        if ids:
+            if not composer.pending and len(ids) == BATCH:
+                composer.start_helper()  # more than one batch to come: compose alongside
+            leases.append(at + LEASE)
+            composer.submit(ids)
+        return bool(ids)
+
+    recover_handed(svc, now)
+    try:
+        while composer.pending or claim_next():
+            claimed_until = leases.popleft()
+            batch = composer.result()
+            unsent = [c.outbox_id for c in batch]
+            todo = _settle(svc, batch, now, result)
+            claim_next()  # the next batch is composed while this one is on the wire
+            conn, stopped = _send_batch(svc, conn, todo, now, clock, claimed_until, worker,
+                                        outcomes, result, unsent)
+            if stopped:
+                break
+    finally:
+        # Whatever this run claimed and did not send goes back now, without spending attempts,
+        # rather than waiting out its lease: a stop, a composing error, an interrupt.
         try:
-            todo = next_batch()
-            while todo:
-                upcoming = renderer.submit(next_batch)
-                conn, stopped = _send_batch(svc, conn, todo, now, result)
-                if stopped is not None:
-                    # Hand back what this run claimed but will not send: the rest of this batch
-                    # and the batch rendered ahead of it. No attempts are spent.
-                    _release(svc, [p.outbox_id for p in stopped + upcoming.result()], worker)
-                    break
-                # A failure in this batch may have queued an alert after the look-ahead claimed.
-                todo = upcoming.result() or next_batch()
+            _release(svc, unsent + composer.outstanding(), worker)
         finally:
+            composer.close()
+            outcomes.close()
             _drop(conn)
     return result
 
 
-def _send_batch(svc: Services, conn, todo: list[Prepared], now: dt.datetime,
-                result: Delivery) -> tuple[Any, list[Prepared] | None]:
-    """Send one rendered batch; returns the connection and, if the run must stop, what is unsent."""
-    for index, item in enumerate(todo):
-        try:
-            if conn is None:
-                conn = _open()
-            conn.send(item.message)
-        except MailServerDown as exc:
-            result.stopped = str(exc)
-            return conn, todo[index:]
-        except smtplib.SMTPSenderRefused as exc:
-            # The server refuses us (login required, sender not allowed), not this recipient:
-            # every message would meet the same, so stop and spend no attempts.
-            result.stopped = f"the mail server refused the sender: {_reason(exc)}"
-            return conn, todo[index:]
-        except smtplib.SMTPResponseException as exc:
-            permanent = 500 <= exc.smtp_code < 600
-            _failure(svc, item.outbox_id, _reason(exc), permanent, now, result)
-            if exc.smtp_code == 421:
-                conn = _drop(conn)
-        except smtplib.SMTPRecipientsRefused as exc:
-            (code, text), = exc.recipients.values()
-            _failure(svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now, result)
-        except (smtplib.SMTPException, OSError) as exc:
-            # Dropped connection or timeout mid-message: try this one again later.
-            _failure(svc, item.outbox_id, _reason(exc), False, now, result)
-            conn = _drop(conn)
-        else:
-            _sent(svc, item, now)
-            result.sent += 1
-    return conn, None
-
-
-def _claim_batch(svc: Services, now: dt.datetime, worker: str,
-                 result: Delivery) -> list[Prepared]:
-    """Claim a batch in one short transaction, committed before any SMTP I/O, and render it.
-    Batches whose every message is no longer wanted are skipped; [] means nothing is left."""
-    while True:
-        with svc.db.write() as session:
-            ids = claim(session, now, worker)
-            if not ids:
-                return []
-            rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids))
-                                   .order_by(Outbox.id)).all()
-            requests = _load_requests(session, [row.request_id for row in rows if row.request_id])
-            links: list[dict] = []
-            todo = [p for p in (_prepare(svc, session, row, requests.get(row.request_id), now,
-                                         result, links) for row in rows) if p is not None]
+def _settle(svc: Services, batch: list[Composed], now: dt.datetime,
+            result: Delivery) -> list[Composed]:
+    """Store what composing decided, in one short commit before anything is sent: the links the
+    emails carry, the messages no longer wanted, addresses changed since they were queued."""
+    links = [c.link for c in batch if c.link]
+    cancelled = [c for c in batch if c.cancel]
+    changed = [c for c in batch if c.address_changed or c.payload is not None]
+    if links or cancelled or changed:
+        with svc.db.write_core() as conn:
             if links:
-                session.execute(insert(Link), links)
-        # Rendered after the commit: the write lock is not held while templates run.
-        for item in todo:
-            item.message = make_message(item.kind, item.to_name, item.to_email, item.ctx)
-        if todo:
-            return todo
+                conn.execute(insert(Link.__table__), links)
+            for c in cancelled:
+                values: dict[str, Any] = {"status": "cancelled", "claimed_until": None}
+                if c.cancel == INACTIVE:
+                    # Free the key and step back, so that if they are made active again this
+                    # cycle the stage is asked for afresh.
+                    values["key"] = f"{c.key}:cancelled:{c.outbox_id}"
+                    step_back = c.stage - 1
+                    conn.execute(update(Request.__table__).where(_REQUEST.id == c.request_id)
+                                 .values(stage_sent=case((_REQUEST.stage_sent > step_back, step_back),
+                                                         else_=_REQUEST.stage_sent),
+                                         next_check_at=now))
+                conn.execute(update(Outbox.__table__).where(_OUTBOX.id == c.outbox_id)
+                             .values(**values))
+            for c in changed:
+                values = ({"payload": c.payload} if c.payload is not None
+                          else {"to_email": c.to_email, "to_name": c.to_name})
+                conn.execute(update(Outbox.__table__).where(_OUTBOX.id == c.outbox_id)
+                             .values(**values))
+    result.cancelled += len(cancelled)
+    return [c for c in batch if not c.cancel]
+
+
+def _send_batch(svc: Services, conn, todo: list[Composed], now: dt.datetime, clock,
+                claimed_until: dt.datetime, worker: str, outcomes: _Outcomes, result: Delivery,
+                unsent: list[int]) -> tuple[Any, bool]:
+    """Send one composed batch; returns the connection and whether the run must stop. `unsent`
+    is kept to the ids that have neither been sent nor had an outcome recorded.
+
+    Each send's outcome is committed while the server reads the next message's MAIL command, and
+    always before that message's DATA: at most the one message on the wire can go twice.
+    """
+    sent: list[Composed] = []  # sent, its outcome not yet recorded: at most one
+
+    def record() -> None:
+        while sent:
+            item = sent.pop()
+            outcomes.sent(item, now)
+            result.sent += 1
+            unsent.remove(item.outbox_id)
+
+    try:
+        for index, item in enumerate(todo):
+            if clock() > claimed_until - LEASE_MARGIN:
+                # The claim is running out (a very slow server): hand the rest back to be claimed
+                # afresh, rather than send a message another tick may be about to claim.
+                record()
+                _release(svc, [c.outbox_id for c in todo[index:]], worker)
+                unsent.clear()
+                return conn, False
+            try:
+                if conn is None:
+                    conn = _open()
+                send(conn, item, meanwhile=record)
+            except MailServerDown as exc:
+                result.stopped = str(exc)
+                return conn, True
+            except smtplib.SMTPSenderRefused as exc:
+                # The server refuses us (login required, sender not allowed), not this recipient:
+                # every message would meet the same, so stop and spend no attempts.
+                result.stopped = f"the mail server refused the sender: {_reason(exc)}"
+                return conn, True
+            except smtplib.SMTPResponseException as exc:
+                permanent = 500 <= exc.smtp_code < 600
+                _failure(svc, item.outbox_id, _reason(exc), permanent, now, result)
+                if exc.smtp_code == 421:
+                    conn = _drop(conn)
+            except smtplib.SMTPRecipientsRefused as exc:
+                (code, text), = exc.recipients.values()
+                _failure(svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now,
+                         result)
+            except (smtplib.SMTPException, OSError) as exc:
+                # Dropped connection or timeout mid-message: try this one again later.
+                _failure(svc, item.outbox_id, _reason(exc), False, now, result)
+                conn = _drop(conn)
+            else:
+                sent.append(item)
+                continue
+            unsent.remove(item.outbox_id)
+        record()
+        unsent.clear()  # the rest were cancelled by _settle
+        return conn, False
+    finally:
+        record()
+        outcomes.follow_through(now)
 
 
 def _open():
@@ -224,85 +278,6 @@ def _text(value: Any) -> str:
     return " ".join(text.split())[:500]
 
 
-def _load_requests(session: Session, ids: list[int]) -> dict[int, Request]:
-    """The batch's requests with their people and cycles in one query, not three per message."""
-    if not ids:
-        return {}
-    return {r.id: r for r in session.scalars(
-        select(Request).where(Request.id.in_(ids))
-        .options(joinedload(Request.staff), joinedload(Request.cycle).joinedload(Cycle.policy)))}
-
-
-def _prepare(svc: Services, session: Session, row: Outbox, request: Request | None,
-             now: dt.datetime, result: Delivery, links: list[dict]) -> Prepared | None:
-    """Gather what one claimed row's email says. Messages no longer wanted (confirmed, exempt,
-    cycle over) are cancelled."""
-    prepared = Prepared(outbox_id=row.id, kind=row.kind, stage=row.stage)
-    if row.kind in ("reminder", "followup"):
-        if request.closed_at is not None or not request.staff.active or not _current(svc, request, now):
-            row.status, row.claimed_until = "cancelled", None
-            result.cancelled += 1
-            if request.closed_at is None and not request.staff.active and row.stage is not None:
-                # Made inactive while this was queued: free the key and step back, so that if
-                # they are made active again this cycle the stage is asked for afresh.
-                row.key = f"{row.key}:cancelled:{row.id}"
-                request.stage_sent = min(request.stage_sent, row.stage - 1)
-                request.next_check_at = now
-            return None
-        token, token_hash = tokens.new_token()
-        links.append({"request_id": request.id, "token_sha256": token_hash, "created_at": now})
-        row.to_email, row.to_name = request.staff.email, request.staff.name
-        ctx = reminder_context(svc, session, request, row.stage or 0, now)
-        ctx["link"] = f"{svc.config.setting.base_url}/c/{token}"
-        prepared.request_id, prepared.staff_id = request.id, request.staff_id
-        prepared.state = state_of(request)
-    elif row.kind == "digest":
-        from .digest import digest_context
-
-        ctx = digest_context(svc, session, now)
-        if not ctx["overdue"]:
-            row.status, row.claimed_until = "cancelled", None
-            result.cancelled += 1
-            return None
-        row.payload = {"request_ids": [p.request_id for p in ctx["overdue"]]}
-    else:
-        ctx = dict(row.payload or {})
-    prepared.to_name, prepared.to_email, prepared.ctx = row.to_name, row.to_email, ctx
-    return prepared
-
-
-def reminder_context(svc: Services, session: Session, request: Request, stage: int,
-                     now: dt.datetime) -> dict[str, Any]:
-    cal = svc.calendar
-    policy = request.cycle.policy
-    started = request.reminded_at or now
-    due = request.due_extended_to or planner.overdue_at(started, cal)
-    return {
-        "person": request.staff,
-        "policy": policy,
-        "version": _version(session, policy.id),
-        "stage": stage,
-        "stage_label": planner.stage_label(stage),
-        "due_date": due.astimezone(cal.tz),
-        "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
-        "policy_note": next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug),
-                            None),
-    }
-
-
-def _version(session: Session, policy_id: int):
-    """The policy's current version, looked up once per session (a batch), not once per message."""
-    versions = session.info.setdefault("policy_versions", {})
-    if policy_id not in versions:
-        versions[policy_id] = policies.current_version(session, policy_id)
-    return versions[policy_id]
-
-
-def _current(svc: Services, request: Request, now: dt.datetime) -> bool:
-    """A message for last year's cycle is not sent once this year's has opened."""
-    return request.cycle.year == svc.calendar.cycle_year(now)
-
-
 def _release(svc: Services, ids: list[int], worker: str) -> None:
     """Hand back claims without spending attempts: the server, not the message, was at fault."""
     if not ids:
@@ -330,42 +305,93 @@ _ADVANCE = (update(Request.__table__).where(_REQUEST.id == bindparam("request_id
     next_check_at=bindparam("next_check", type_=_WHEN)))
 
 
-def _sent(svc: Services, item: Prepared, now: dt.datetime) -> None:
-    """Record one send in its own short commit."""
-    if item.kind == "digest":
-        from .digest import mark_escalated
+_MARK_HANDED = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_id"))
+                .values(status=HANDED, sent_at=bindparam("now", type_=_WHEN),
+                        message_id=bindparam("message_id"), attempts=_OUTBOX.attempts + 1,
+                        last_error=None))
 
-        with svc.db.write() as session:
-            session.execute(_MARK_SENT, _sent_params(item, now))
-            mark_escalated(session, session.get(Outbox, item.outbox_id), now)
+
+class _Outcomes:
+    """Records each send in its own short commit, on one connection held for the run.
+
+    A reminder or follow-up is marked `handed` (to the mail server) at once: that one-row commit
+    is what keeps a crash from repeating more than the message on the wire. What follows from it
+    (the person's clock, the event log) is written for the whole batch in one commit when the
+    batch is done, or, if the run dies first, by a later run once the claim's lease has expired.
+    """
+
+    def __init__(self, svc: Services):
+        self.svc = svc
+        self.conn = None
+        self.handed: list[Composed] = []
+
+    def sent(self, item: Composed, now: dt.datetime) -> None:
+        params = {"outbox_id": item.outbox_id, "now": now, "message_id": item.message_id}
+        if item.kind == "digest":
+            from .digest import mark_escalated
+
+            with self.svc.db.write() as session:
+                session.execute(_MARK_SENT, params)
+                mark_escalated(session, session.get(Outbox, item.outbox_id), now)
+            return
+        if self.conn is None:
+            self.conn = self.svc.db.raw_writer()
+        with self.conn.transaction():
+            self.conn.execute(_MARK_HANDED if item.advance else _MARK_SENT, params)
+        if item.advance:
+            self.handed.append(item)
+
+    def follow_through(self, now: dt.datetime) -> None:
+        """Write what follows from the batch's handed messages, in one commit."""
+        if self.handed:
+            with self.svc.db.write_core() as conn:
+                _follow_through(conn, now, [(i.outbox_id, i.advance, i.staff_id, i.request_id,
+                                             i.stage, i.message_id) for i in self.handed])
+            self.handed.clear()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _follow_through(conn, now: dt.datetime, handed: list[tuple]) -> None:
+    """For handed messages (outbox id, advance, staff id, request id, stage, message id): mark
+    them sent, advance their requests, log them. Only rows still `handed` are touched, so the run
+    that sent them and a later one recovering them cannot both do it."""
+    mine = set(conn.execute(update(Outbox.__table__)
+                            .where(_OUTBOX.id.in_([h[0] for h in handed]), _OUTBOX.status == HANDED)
+                            .values(status="sent", claimed_until=None)
+                            .returning(_OUTBOX.id)).scalars())
+    handed = [h for h in handed if h[0] in mine]
+    if not handed:
         return
-    with svc.db.write_core() as conn:
-        conn.execute(_MARK_SENT, _sent_params(item, now))
-        if item.state is not None:
-            _advance(svc, conn, item.request_id, item.state, now)
-            events.record(conn, "invited" if item.stage == planner.REMINDER else "reminded", now,
-                          staff_id=item.staff_id, request_id=item.request_id, stage=item.stage,
-                          message_id=item.message.msgId)
+    conn.execute(_ADVANCE, [h[1] for h in handed])
+    conn.execute(events.INSERT, [
+        events.row("invited" if stage == planner.REMINDER else "reminded", now, staff_id=staff_id,
+                   request_id=request_id, stage=stage, message_id=message_id)
+        for _, _, staff_id, request_id, stage, message_id in handed])
 
 
-def _sent_params(item: Prepared, now: dt.datetime) -> dict:
-    return {"outbox_id": item.outbox_id, "now": now, "message_id": item.message.msgId}
-
-
-def _advance(svc: Services, conn, request_id: int, state: planner.RequestState,
-             now: dt.datetime) -> None:
-    """The first reminder's outcome starts the person's clock: follow-ups and overdue count from it."""
-    after = replace(state, reminded_at=state.reminded_at or now, last_message_at=now)
-    conn.execute(_ADVANCE, {"request_id": request_id, "now": now,
-                            "overdue": planner.overdue_at(after.reminded_at, svc.calendar),
-                            "next_check": planner.next_check(after, svc.calendar, now)})
-
-
-def state_of(request: Request) -> planner.RequestState:
-    return planner.RequestState(cycle_opens=request.cycle.opens_at,
-                                start_date=request.staff.start_date,
-                                stage_sent=request.stage_sent, reminded_at=request.reminded_at,
-                                last_message_at=request.last_message_at)
+def recover_handed(svc: Services, now: dt.datetime) -> int:
+    """Finish what a run that died between a send and its batch's end left: messages the server
+    took (so not to be sent again) whose follow-through was never written. Waits for the lease, so
+    a run still going is left to finish its own."""
+    with svc.db.write() as session:
+        rows = session.execute(select(Outbox.id, Outbox.request_id, Outbox.stage,
+                                      Outbox.message_id, Outbox.sent_at)
+                               .where(Outbox.status == HANDED, Outbox.claimed_until < now)).all()
+        if not rows:
+            return 0
+        requests = {r.id: r for r in session.scalars(
+            select(Request).where(Request.id.in_([row.request_id for row in rows]))
+            .options(*_WITH_STATE))}
+        for row in rows:
+            request = requests[row.request_id]
+            _follow_through(session, row.sent_at, [(row.id, advance(svc, request, row.sent_at),
+                                                    request.staff_id, request.id, row.stage,
+                                                    row.message_id)])
+    return len(rows)
 
 
 # What state_of() reads, loaded with the request in one query.
@@ -393,7 +419,7 @@ def _failure(svc: Services, outbox_id: int, reason: str, permanent: bool, now: d
         request = (session.get(Request, row.request_id, options=_WITH_STATE)
                    if row.request_id else None)
         if request is not None and row.kind in ("reminder", "followup"):
-            _advance(svc, session, request.id, state_of(request), now)
+            session.execute(_ADVANCE, advance(svc, request, now))
         events.record(session, "delivery_failed", now, staff_id=request.staff_id if request else None,
                       request_id=row.request_id, message=row.kind, to=row.to_email, reason=reason)
         admin = svc.config.mail.admin_email

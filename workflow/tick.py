@@ -8,16 +8,16 @@ Every step is idempotent and keyed, so cron, a scheduler and a person at the ter
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy import exists, literal, select, update
-from sqlalchemy.orm import contains_eager, selectinload
+from sqlalchemy import bindparam, exists, literal, select, update
 
 from . import digest, events, planner, policies
 from .app import Services
-from .models import Cycle, Request, Staff, TickRun
-from .outbox import Delivery, deliver, enqueue_many, state_of
+from .models import Cycle, Request, Staff, TickRun, UTCDateTime
+from .outbox import Delivery, deliver, enqueue_many
 
 log = logging.getLogger("signoff.tick")
 BATCH = 500
@@ -106,32 +106,65 @@ def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
 
 
 def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
-    """Queue the one stage each due request needs now; store when to look at it next."""
+    """Queue the one stage each due request needs now; store when to look at it next.
+
+    Core rows, not ORM objects, and each distinct state planned once: on the opening day every
+    request is in the same state, and this runs for each of them before a message can go.
+    """
+    decide = functools.lru_cache(maxsize=4096)(functools.partial(_decide, svc.calendar, now))
     queued, after = 0, 0
     while True:
-        with svc.db.write() as session:
-            batch = session.scalars(
-                select(Request).join(Staff, Request.staff_id == Staff.id)
-                .options(contains_eager(Request.staff), selectinload(Request.cycle))
-                .where(Request.cycle_id.in_(cycle_ids), Request.closed_at.is_(None), Staff.active,
-                       Request.next_check_at <= now, Request.id > after)
-                .order_by(Request.id).limit(BATCH)
-                .with_for_update(skip_locked=True, of=Request)).all()
+        with svc.db.write_core() as conn:
+            batch = conn.execute(_DUE, {"cycle_ids": cycle_ids, "now": now, "after": after,
+                                        "limit": BATCH}).all()
             if not batch:
                 return queued
             after = batch[-1].id
-            messages = []
-            for request in batch:
-                stage = planner.due_stage(state_of(request), svc.calendar, now)
+            messages, changes = [], []
+            for row in batch:
+                state = planner.RequestState(
+                    cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
+                    reminded_at=row.reminded_at, last_message_at=row.last_message_at)
+                stage, later = decide(state)
                 if stage is not None:
                     messages.append(dict(
-                        key=f"req:{request.id}:{planner.stage_name(stage)}", stage=stage,
+                        key=f"req:{row.id}:{planner.stage_name(stage)}", stage=stage,
                         kind="reminder" if stage == planner.REMINDER else "followup",
-                        request_id=request.id, to_email=request.staff.email,
-                        to_name=request.staff.name))
-                    request.stage_sent = stage
-                    if stage != planner.REMINDER:
-                        request.last_message_at = now
-                request.next_check_at = planner.next_check(state_of(request), svc.calendar, now)
-            enqueue_many(session, svc.db.insert, now, messages)
+                        request_id=row.id, to_email=row.email, to_name=row.name))
+                changes.append({"rid": row.id, "stage": later.stage_sent,
+                                "last": later.last_message_at, "next": later.next_check})
+            conn.execute(_PLANNED, changes)
+            enqueue_many(conn, svc.db.insert, now, messages)
             queued += len(messages)
+
+
+@dataclass(frozen=True)
+class _Later:
+    stage_sent: int
+    last_message_at: dt.datetime | None
+    next_check: dt.datetime | None
+
+
+def _decide(cal, now: dt.datetime, state: planner.RequestState) -> tuple[int | None, _Later]:
+    """The stage to queue now (if any), and the request as it will be stored."""
+    stage = planner.due_stage(state, cal, now)
+    if stage is not None:
+        state = replace(state, stage_sent=stage,
+                        last_message_at=state.last_message_at if stage == planner.REMINDER else now)
+    return stage, _Later(state.stage_sent, state.last_message_at,
+                         planner.next_check(state, cal, now))
+
+
+_R = Request.__table__.c
+_DUE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, Cycle.opens_at,
+               Staff.start_date, Staff.email, Staff.name)
+        .join(Staff, _R.staff_id == Staff.id).join(Cycle, _R.cycle_id == Cycle.id)
+        .where(_R.cycle_id.in_(bindparam("cycle_ids", expanding=True)), _R.closed_at.is_(None),
+               Staff.active, _R.next_check_at <= bindparam("now", type_=UTCDateTime()),
+               _R.id > bindparam("after"))
+        .order_by(_R.id).limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=Request.__table__))
+_PLANNED = (update(Request.__table__).where(_R.id == bindparam("rid"))
+            .values(stage_sent=bindparam("stage"),
+                    last_message_at=bindparam("last", type_=UTCDateTime()),
+                    next_check_at=bindparam("next", type_=UTCDateTime())))

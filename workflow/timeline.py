@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from . import digest, planner, policies
 from .app import Services
+from .compose import state_of
 from .models import Cycle, Request, Staff
-from .outbox import state_of
 
 
 @dataclass(frozen=True, order=True)
