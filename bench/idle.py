@@ -22,9 +22,12 @@ def measure(staff: int) -> tuple[float, int]:
     try:
         app = w.app()
         svc = app.extensions["signoff"]
+        # Counted by SQLite itself, on every connection the tick opens: statements sent through
+        # SQLAlchemy and those the outbox runs on a raw DB-API connection alike.
         statements = []
-        event.listen(svc.db.engine, "before_cursor_execute",
-                     lambda conn, cursor, statement, *a: statements.append(statement))
+        svc.db.dispose()
+        event.listen(svc.db.engine, "connect",
+                     lambda dbapi_conn, record: dbapi_conn.set_trace_callback(statements.append))
         with app.app_context():
             started = time.perf_counter()
             result = tick.run(svc, IDLE_AT)

@@ -68,7 +68,8 @@ def run(rounds: int = ROUNDS) -> dict:
     ratio, tick_time, floor_time, sent = sorted(measured)[len(measured) // 2]
     return {"tick_s": tick_time, "floor_s": floor_time, "ratio": ratio,
             "per_message_ms": 1000 * tick_time / sent,
-            "ratios": [round(m[0], 2) for m in measured]}
+            "ratios": [round(m[0], 2) for m in measured],
+            "rounds": [(round(m[1], 2), round(m[2], 2)) for m in measured]}
 
 
 if __name__ == "__main__":

@@ -58,6 +58,18 @@ def outbox(config: Path) -> dict[str, object]:
         db.dispose()
 
 
+def table(config: Path, model) -> list:
+    from workflow import config as config_mod
+    from workflow.db import Database
+
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            return list(session.scalars(select(model)))
+    finally:
+        db.dispose()
+
+
 def by_address(rows) -> dict[str, object]:
     return {row.to_email: row for row in rows.values() if row.kind == "reminder"}
 
@@ -227,6 +239,123 @@ def test_authentication_failure_stops_at_once_without_spending_attempts(
 
 
 # --- killed mid-send ----------------------------------------------------------------------------
+
+class Died(BaseException):
+    """The process dying at a chosen moment (not an error anything should catch)."""
+
+
+def requests_and_events(config: Path) -> tuple[list, list]:
+    from workflow.models import Event, Request
+
+    return table(config, Request), [event.kind for event in table(config, Event)]
+
+
+def test_a_run_that_dies_after_the_server_took_a_batch_is_finished_later_not_sent_again(
+        setting, cli, mail, monkeypatch):
+    from workflow import outbox as outbox_mod
+
+    config = setting()
+
+    def dies(*args, **kwargs):
+        raise Died()
+
+    monkeypatch.setattr(outbox_mod, "_follow_through", dies)
+    with pytest.raises(Died):
+        cli("tick", "--at", OPEN, config=config)
+    monkeypatch.undo()
+
+    # The server took all three; the rows say so, and nothing that follows was written.
+    assert sorted(mail.inbox.recipients()) == PEOPLE
+    assert {row.status for row in outbox(config).values()} == {"handed"}
+    requests, kinds = requests_and_events(config)
+    assert all(r.reminded_at is None for r in requests) and "invited" not in kinds
+
+    # A run inside the lease leaves them to the run that might still be going...
+    soon = cli("tick", "--at", (OPEN_AT + dt.timedelta(minutes=1)).isoformat(), config=config)
+    assert soon.exit_code == 0, soon.output
+    assert {row.status for row in outbox(config).values()} == {"handed"}
+
+    # ...and once it has expired, one finishes them: sent, the clocks started, logged once each.
+    from workflow.outbox import LEASE
+
+    later = OPEN_AT + LEASE + dt.timedelta(minutes=1)
+    finish = cli("tick", "--at", later.isoformat(), config=config)
+    assert finish.exit_code == 0, finish.output
+    assert sorted(mail.inbox.recipients()) == PEOPLE  # nobody had a second email
+    assert {row.status for row in outbox(config).values()} == {"sent"}
+    requests, kinds = requests_and_events(config)
+    assert all(r.reminded_at == OPEN_AT for r in requests)
+    assert all(r.overdue_at is not None and r.next_check_at > OPEN_AT for r in requests)
+    assert Counter(kinds)["invited"] == 3
+
+
+def test_a_claim_about_to_run_out_is_handed_back_and_sent_once_under_a_new_one(
+        setting, cli, mail, monkeypatch, caplog):
+    import itertools
+    import logging
+
+    from workflow import outbox as outbox_mod
+    from workflow.models import Link
+
+    caplog.set_level(logging.INFO, logger="signoff.outbox")
+
+    config = setting()
+    # Each look at the clock finds four minutes gone, as with a very slow server: the third
+    # message would start with under LEASE_MARGIN of its claim left.
+    ticks = itertools.count()
+    monkeypatch.setattr(outbox_mod._Run, "clock",
+                        lambda run: run.now + dt.timedelta(minutes=4) * next(ticks))
+    result = cli("tick", "--at", OPEN, config=config)
+    assert result.exit_code == 0, result.output
+
+    assert mail.inbox.recipients() == Counter({address: 1 for address in PEOPLE})
+    rows = by_address(outbox(config))
+    assert {row.status for row in rows.values()} == {"sent"}
+    assert "handing 1 back to claim again" in caplog.text
+    # The link made for the first claim of the one handed back was never sent, so it was dropped:
+    # each person has the one link their email carries.
+    links = Counter(link.request_id for link in table(config, Link))
+    assert sorted(links.values()) == [1, 1, 1]
+
+
+def test_a_composing_failure_stops_the_run_with_one_line_and_hands_its_claims_back(
+        setting, cli, mail, monkeypatch):
+    from workflow import compose
+
+    people = [f"person{i:03}@example.org" for i in range(120)]  # enough for the helper process
+    config = setting(roster="name,email\n" + "".join(f"Person {i:03},{a}\n"
+                                                     for i, a in enumerate(people)))
+    real = compose.make_message
+
+    def broken(kind, to_name, to_email, ctx):
+        if to_email == "person070@example.org":  # in the second batch, composed by the helper
+            raise RuntimeError("the template is broken")
+        return real(kind, to_name, to_email, ctx)
+
+    monkeypatch.setattr(compose, "make_message", broken)
+    result = cli("tick", "--at", OPEN, config=config)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr.strip() == ("signoff: cannot compose an email: RuntimeError: "
+                                     "the template is broken")
+    rows = outbox(config)
+    sent = [row for row in rows.values() if row.status == "sent"]
+    assert len(sent) == len(mail.inbox) == outbox_mod_batch()
+    waiting = [row for row in rows.values() if row.status == "pending"]
+    assert len(waiting) == 120 - len(sent)
+    assert all(row.claimed_until is None and row.attempts == 0 for row in waiting)
+
+    monkeypatch.undo()
+    again = cli("tick", "--at", OPEN, config=config)
+    assert again.exit_code == 0, again.output
+    assert mail.inbox.recipients() == Counter({address: 1 for address in people})
+
+
+def outbox_mod_batch() -> int:
+    from workflow.outbox import BATCH
+
+    return BATCH
+
 
 def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(setting, mail):
     from workflow.outbox import LEASE

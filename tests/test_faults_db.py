@@ -57,7 +57,7 @@ def test_claims_lock_rows_the_way_each_database_needs(setup, db_url):
 
     assert len(claimed) == 1 and again == []  # the lease holds the row
     update = next(s for s in statements if s.startswith("UPDATE OUTBOX"))
-    assert re.search(r"RETURNING (OUTBOX\.)?ID$", update)
+    assert re.search(r"RETURNING (OUTBOX\.)?ID\b", update)
     if db_url.startswith("sqlite"):
         assert statements[0] == "BEGIN IMMEDIATE"
         assert "FOR UPDATE" not in update

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from . import config as config_mod
+from .compose import ComposeError
 from .config import ConfigError
 from .db import DatabaseError
 from .roster import RosterError
@@ -100,7 +101,7 @@ class SignoffGroup(click.Group):
             for problem in exc.problems:
                 click.echo(f"signoff: {problem}", err=True)
             _fail(ctx, "nothing was imported; fix the lines above and import again", 2)
-        except Failed as exc:
+        except (Failed, ComposeError) as exc:
             _fail(ctx, str(exc), 1)
         except Exception as exc:  # the last line of defence: one line, never a traceback
             if os.environ.get("SIGNOFF_DEBUG"):

@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from . import planner, policies, tokens
+from . import planner, policies
 from .app import Services
 from .mailer import make_message, to_wire
 from .models import Cycle, Outbox, Request
@@ -33,6 +33,9 @@ log = logging.getLogger("signoff.compose")
 # Why a claimed message is not sent after all.
 UNWANTED = "unwanted"  # confirmed, exempt, or last year's cycle
 INACTIVE = "inactive"  # the person was made inactive while it was queued
+
+
+PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
 
 
 class ComposeError(Exception):
@@ -56,18 +59,20 @@ class Composed:
     envelope_to: str = ""
     data: bytes = b""
     message_id: str = ""
-    link: dict | None = None  # the Link row to store before the message goes
     advance: dict | None = None  # the request's clock once the message has gone
     payload: dict | None = None  # for a digest: whom it names
     cancel: str | None = None  # UNWANTED or INACTIVE: not sent
 
 
-def compose(svc: Services, ids: list[int], now: dt.datetime) -> list[Composed]:
-    """Compose the claimed rows `ids`, reading the database but not writing to it."""
+def compose(svc: Services, ids: list[int], now: dt.datetime,
+            links: dict[int, str]) -> list[Composed]:
+    """Compose the claimed rows `ids`, reading the database but not writing to it. `links` has
+    the token of each reminder's and follow-up's link, stored when the row was claimed."""
     with svc.db.read() as session:
         rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)).all()
         requests = _load_requests(session, [row.request_id for row in rows if row.request_id])
-        return [_compose(svc, session, row, requests.get(row.request_id), now) for row in rows]
+        return [_compose(svc, session, row, requests.get(row.request_id), now, links.get(row.id))
+                for row in rows]
 
 
 def _load_requests(session: Session, ids: list[int]) -> dict[int, Request]:
@@ -80,7 +85,7 @@ def _load_requests(session: Session, ids: list[int]) -> dict[int, Request]:
 
 
 def _compose(svc: Services, session: Session, row: Outbox, request: Request | None,
-             now: dt.datetime) -> Composed:
+             now: dt.datetime, token: str | None) -> Composed:
     item = Composed(outbox_id=row.id, kind=row.kind, key=row.key, stage=row.stage,
                     to_email=row.to_email, to_name=row.to_name)
     if row.kind in ("reminder", "followup"):
@@ -91,8 +96,8 @@ def _compose(svc: Services, session: Session, row: Outbox, request: Request | No
             item.cancel = INACTIVE if inactive else UNWANTED
             item.request_id = request.id
             return item
-        token, token_hash = tokens.new_token()
-        item.link = {"request_id": request.id, "token_sha256": token_hash, "created_at": now}
+        if token is None:
+            raise ValueError(f"outbox row {row.id} was claimed without its link")
         item.address_changed = (staff.email, staff.name) != (row.to_email, row.to_name)
         item.to_email, item.to_name = staff.email, staff.name
         item.request_id, item.staff_id = request.id, request.staff_id
@@ -175,7 +180,7 @@ class Composer:
 
     def __init__(self, app: Flask, svc: Services, now: dt.datetime):
         self.app, self.svc, self.now = app, svc, now
-        self.pending: collections.deque[list[int]] = collections.deque()
+        self.pending: collections.deque[tuple[list[int], dict[int, str]]] = collections.deque()
         self.process = None
 
     def start_helper(self) -> None:
@@ -183,6 +188,7 @@ class Composer:
             return
         fork = multiprocessing.get_context("fork")
         self._results, child_results = fork.Pipe(duplex=False)
+        _widen(child_results)
         child_orders, self._orders = fork.Pipe(duplex=False)
         self.svc.db.dispose()  # no pooled connection is shared with the helper
         self.process = fork.Process(
@@ -193,16 +199,17 @@ class Composer:
         child_orders.close()
         child_results.close()
 
-    def submit(self, ids: list[int]) -> None:
-        self.pending.append(ids)
+    def submit(self, ids: list[int], links: dict[int, str]) -> None:
+        self.pending.append((ids, links))
         if self.process is not None:
-            self._orders.send(ids)
+            self._orders.send((ids, links))
 
     def result(self) -> list[Composed]:
         """The oldest submitted batch, composed. Until this returns, its ids stay outstanding."""
         if self.process is None:
             try:
-                composed = compose(self.svc, self.pending[0], self.now)
+                ids, links = self.pending[0]
+                composed = compose(self.svc, ids, self.now, links)
             except Exception as exc:  # noqa: BLE001 — reported as one line by the caller
                 raise ComposeError(_describe(exc)) from exc
         else:
@@ -219,7 +226,7 @@ class Composer:
 
     def outstanding(self) -> list[int]:
         """The ids submitted but not yet taken: the caller hands their claims back."""
-        return [i for ids in self.pending for i in ids]
+        return [i for ids, _ in self.pending for i in ids]
 
     def close(self) -> None:
         if self.process is None:
@@ -251,13 +258,13 @@ def _helper(app: Flask, svc: Services, now: dt.datetime, orders, results, parent
     with app.app_context():
         while True:
             try:
-                ids = orders.recv()
+                order = orders.recv()
             except (EOFError, OSError):
                 return
-            if ids is None:
+            if order is None:
                 return
             try:
-                reply = ("ok", compose(svc, ids, now))
+                reply = ("ok", compose(svc, order[0], now, order[1]))
             except Exception as exc:  # noqa: BLE001 — sent to the caller as one line
                 log.debug("composing failed", exc_info=True)
                 reply = ("error", _describe(exc))
@@ -267,6 +274,17 @@ def _helper(app: Flask, svc: Services, now: dt.datetime, orders, results, parent
                 return
             if reply[0] != "ok":
                 return
+
+
+def _widen(pipe) -> None:
+    """Room in the pipe for a whole composed batch (Linux), so the helper hands it over and goes
+    on to the next instead of waiting for the sender to read it 64 KiB at a time."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _describe(exc: BaseException) -> str:

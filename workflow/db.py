@@ -6,6 +6,7 @@ SQLite gets WAL and a busy timeout, and writes that must not interleave start wi
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -115,21 +116,51 @@ class RawWriter:
             raise
         self.dbapi.commit()
 
-    def execute(self, statement, params: dict) -> None:
+    def execute(self, statement, params: dict) -> int:
+        """Run one statement; returns how many rows it changed."""
+        sql, convert = self._prepare(statement, params)
+        self.cursor.execute(sql, convert(params))
+        return self.cursor.rowcount
+
+    def rows(self, statement, params: dict) -> list[tuple]:
+        """Run one statement and return its rows (for UPDATE … RETURNING)."""
+        sql, convert = self._prepare(statement, params)
+        self.cursor.execute(sql, convert(params))
+        return self.cursor.fetchall()
+
+    def returning_ids(self, statement) -> set[int]:
+        """Run a statement whose only parameters are integers (rendered into its SQL, so its
+        IN lists can be any length) and that returns ids; compiled afresh on every call."""
+        sql = str(statement.compile(dialect=self.db.engine.dialect,
+                                    compile_kwargs={"literal_binds": True}))
+        self.cursor.execute(sql)
+        return {row[0] for row in self.cursor.fetchall()}
+
+    def executemany(self, statement, rows: list[dict]) -> None:
+        if rows:
+            sql, convert = self._prepare(statement, rows[0])
+            self.cursor.executemany(sql, [convert(row) for row in rows])
+
+    def _prepare(self, statement, params: dict):
         key = (statement, tuple(params))
         compiled = self._compiled.get(key) or self._compile(key, statement, params)
         sql, order, defaults, processors = compiled
-        values = {**defaults, **params}
-        for name, process in processors:
-            values[name] = process(values[name])
-        self.cursor.execute(sql, [values[name] for name in order] if order else values)
+
+        def convert(params: dict):
+            values = {**defaults, **params}
+            for name, process in processors:
+                values[name] = process(values[name])
+            return [values[name] for name in order] if order else values
+
+        return sql, convert
 
     def _compile(self, key: tuple, statement, params: dict) -> tuple:
         dialect = self.db.engine.dialect
         compiled = statement.compile(dialect=dialect, column_keys=list(params))
         binds = compiled.bind_names  # BindParameter -> its name in the SQL
         defaults = {name: bind.effective_value for bind, name in binds.items() if not bind.required}
-        processors = list({name: process for bind, name in binds.items()  # a name used twice: once
+        processors = list({name: _remembered(process)  # a name used twice is converted once
+                           for bind, name in binds.items()
                            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect))
                            }.items())
         order = list(compiled.positiontup) if compiled.positional else None
@@ -139,6 +170,23 @@ class RawWriter:
     def close(self) -> None:
         self.cursor.close()
         self.dbapi.close()
+
+
+def _remembered(process):
+    """A bind conversion that remembers its last few datetimes: a tick's statements pass the same
+    handful (its `now`, a due date) thousands of times, and each conversion formats a string."""
+    seen: dict = {}
+
+    def convert(value):
+        if not isinstance(value, (dt.datetime, dt.date)):
+            return process(value)
+        if value not in seen:
+            if len(seen) > 256:
+                seen.clear()
+            seen[value] = process(value)
+        return seen[value]
+
+    return convert
 
 
 def _engine(url: str) -> Engine:

@@ -1,15 +1,25 @@
 """The outbox: every email is a keyed row, claimed under a lease, sent, and its outcome recorded.
 
-The claim commits before any SMTP I/O and each outcome commits on its own, so a crash can repeat at
-most the one message that was on the wire. A claim is a lease: if the process dies, the rows come
-back after `LEASE` and a later tick sends them. Transient refusals back off exponentially with
-jitter; permanent ones are marked failed with the server's reason and reported.
+How a run (deliver()) goes:
+- Rows are claimed in batches, under a lease, together with the links their emails will carry, in
+  one commit before any SMTP I/O. AHEAD batches are kept claimed and composing (compose.py) while
+  one is sent.
+- Once the server has taken a message its row is marked `handed`, in a one-row commit made while
+  the server reads the next message's MAIL command and always before that message's DATA: a crash
+  repeats at most the one message that was on the wire.
+- What follows from a batch (rows `sent`, each person's clock, the event log) is written in the
+  same commit as the next claim. A run that dies first leaves rows `handed`; a later run finishes
+  them once their lease has expired (recover_handed()), and never sends them again.
+- If the process dies, its claims come back after LEASE and a later tick sends them. Transient
+  refusals back off exponentially with jitter; permanent ones are marked failed with the server's
+  reason and reported.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import logging
 import random
 import smtplib
 import socket
@@ -20,14 +30,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from . import events, planner
+from . import events, planner, tokens
 from .app import Services
 from .compose import INACTIVE, Composed, Composer, advance
+from .db import RawWriter
 from .mailer import connect, send
 from .models import Link, Outbox, Request, UTCDateTime
+
+log = logging.getLogger("signoff.outbox")
 
 # An outbox row's status: pending, retrying, handed (the server took it; what follows is not
 # written yet), sent, failed or cancelled.
@@ -37,6 +50,7 @@ LEASE = dt.timedelta(minutes=15)
 # step of the SMTP conversation, one slow message still ends inside the lease.
 LEASE_MARGIN = dt.timedelta(minutes=5)
 BATCH = 50
+AHEAD = 2  # batches claimed and composing while one is sent: a hiccup in composing is absorbed
 MAX_ATTEMPTS = 10
 BACKOFF_BASE = dt.timedelta(minutes=5)
 BACKOFF_CAP = dt.timedelta(hours=6)
@@ -79,169 +93,255 @@ def enqueue_many(session: Session, db_insert, now: dt.datetime, messages: list[d
 
 
 def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -> list[int]:
-    ready = (select(Outbox.id)
-             .where(Outbox.status.in_(("pending", "retrying")), Outbox.next_attempt_at <= now,
-                    or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
-             .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
-             .with_for_update(skip_locked=True))  # PostgreSQL; SQLite holds BEGIN IMMEDIATE instead
-    rows = session.execute(update(Outbox).where(Outbox.id.in_(ready.scalar_subquery()))
-                           .values(claimed_until=now + LEASE, claimed_by=worker)
-                           .returning(Outbox.id)).scalars().all()
-    return sorted(rows)
+    """Lease up to `limit` due rows to `worker` (retries first); returns their ids."""
+    rows: list = []
+    for status in ("retrying", "pending"):
+        rows += session.execute(_CLAIM[status], _claim_params(now, worker, limit - len(rows))).all()
+        if len(rows) == limit:
+            break
+    return sorted(row.id for row in rows)
 
 
 def deliver(svc: Services, now: dt.datetime) -> Delivery:
-    """Send everything that is due, in leased batches, over one SMTP connection.
+    """Send everything that is due, over one SMTP connection (see the module's docstring)."""
+    recover_handed(svc, now)
+    run = _Run(svc, now)
+    try:
+        run.go()
+    finally:
+        run.close()
+    return run.result
 
-    Each batch is claimed (committed before any SMTP I/O), composed one batch ahead of the send
-    loop (in a helper process once there is more than a batch to send), settled (its links stored,
-    messages no longer wanted cancelled), then sent, each outcome in its own commit.
-    """
-    result = Delivery()
-    worker = uuid.uuid4().hex
-    started = time.monotonic()
 
-    def clock() -> dt.datetime:
+class _Run:
+    """One deliver(): its claims, the composer, its SMTP connection, its outcomes."""
+
+    def __init__(self, svc: Services, now: dt.datetime):
+        self.svc, self.now = svc, now
+        self.result = Delivery()
+        self.worker = uuid.uuid4().hex
+        self.started = time.monotonic()
+        self.composer = Composer(current_app._get_current_object(), svc, now)
+        self.ledger = _Ledger(svc)
+        self.leases: collections.deque[dt.datetime] = collections.deque()  # per claimed batch
+        self.links: dict[int, str] = {}  # the unsent claimed rows' links, by outbox id
+        self.conn = None
+        self.unsent: list[int] = []  # the batch in hand: ids with no outcome recorded yet
+        self.handed: list[Composed] = []  # handed this batch; followed through with the next claim
+
+    def clock(self) -> dt.datetime:
         # The tick's `now` moved on by the time it has run: a claim made an hour into a long run
         # holds its lease for LEASE from then, not from when the tick started.
-        return now + dt.timedelta(seconds=time.monotonic() - started)
+        return self.now + dt.timedelta(seconds=time.monotonic() - self.started)
 
-    composer = Composer(current_app._get_current_object(), svc, now)
-    leases: collections.deque[dt.datetime] = collections.deque()
-    outcomes = _Outcomes(svc)
-    conn = None
-    unsent: list[int] = []
+    def go(self) -> None:
+        while True:
+            self.turn()
+            if not self.composer.pending:
+                return
+            claimed_until = self.leases.popleft()
+            batch = self.composer.result()
+            self.unsent = [c.outbox_id for c in batch]
+            todo = self.settle(batch)
+            if self.send(todo, claimed_until):
+                return
 
-    def claim_next() -> bool:
-        at = clock()
-        with svc.db.write() as session:
-            ids = claim(session, at, worker)
-        if ids:
-            if not composer.pending and len(ids) == BATCH:
-                composer.start_helper()  # more than one batch to come: compose alongside
-            leases.append(at + LEASE)
-            composer.submit(ids)
-        return bool(ids)
+    def turn(self) -> None:
+        """One commit between batches: what follows from the batch just sent, and claims (with
+        the links their emails will carry) to keep AHEAD batches composing."""
+        claims = []
+        with self.ledger.transaction() as writer:
+            if self.handed:
+                _follow_through(writer, self.now, [_handed(item) for item in self.handed])
+            for _ in range(AHEAD + 1 - len(self.composer.pending)):
+                at = self.clock()
+                rows = []
+                for status in ("retrying", "pending"):
+                    rows += writer.rows(_CLAIM[status], _claim_params(at, self.worker,
+                                                                      BATCH - len(rows)))
+                    if len(rows) == BATCH:
+                        break
+                if not rows:
+                    break
+                links = {row[0]: (row[1], *tokens.new_token()) for row in rows
+                         if row[2] in ("reminder", "followup")}
+                writer.executemany(_ADD_LINK, [
+                    {"request_id": request_id, "token_sha256": digest, "created_at": self.now}
+                    for request_id, _, digest in links.values()])
+                claims.append((at, sorted(row[0] for row in rows), links))
+                if len(rows) < BATCH:
+                    break
+        self.handed.clear()
+        for at, ids, links in claims:
+            if not self.composer.pending and len(ids) == BATCH:
+                # More than a batch to send: compose alongside, in a helper forked with no
+                # database connection open.
+                self.ledger.close()
+                self.composer.start_helper()
+            self.leases.append(at + LEASE)
+            self.links.update({i: link[2] for i, link in links.items()})
+            self.composer.submit(ids, {i: link[1] for i, link in links.items()})
 
-    recover_handed(svc, now)
-    try:
-        while composer.pending or claim_next():
-            claimed_until = leases.popleft()
-            batch = composer.result()
-            unsent = [c.outbox_id for c in batch]
-            todo = _settle(svc, batch, now, result)
-            claim_next()  # the next batch is composed while this one is on the wire
-            conn, stopped = _send_batch(svc, conn, todo, now, clock, claimed_until, worker,
-                                        outcomes, result, unsent)
-            if stopped:
-                break
-    finally:
-        # Whatever this run claimed and did not send goes back now, without spending attempts,
-        # rather than waiting out its lease: a stop, a composing error, an interrupt.
+    def settle(self, batch: list[Composed]) -> list[Composed]:
+        """Store what composing decided, before anything is sent: messages no longer wanted (and
+        their unused links), addresses changed since they were queued, whom a digest names."""
+        cancelled = [c for c in batch if c.cancel]
+        changed = [c for c in batch if c.address_changed or c.payload is not None]
+        if cancelled or changed:
+            with self.svc.db.write_core() as conn:
+                for c in cancelled:
+                    _cancel(conn, c, self.links.pop(c.outbox_id, None), self.now)
+                for c in changed:
+                    values = ({"payload": c.payload} if c.payload is not None
+                              else {"to_email": c.to_email, "to_name": c.to_name})
+                    conn.execute(update(Outbox.__table__).where(_OUTBOX.id == c.outbox_id)
+                                 .values(**values))
+        self.result.cancelled += len(cancelled)
+        return [c for c in batch if not c.cancel]
+
+    def send(self, todo: list[Composed], claimed_until: dt.datetime) -> bool:
+        """Send one composed batch; True if the run must stop."""
+        sent: list[Composed] = []  # taken by the server, its outcome not yet recorded: at most one
+
+        def record() -> None:
+            while sent:
+                item = sent.pop()
+                if self.ledger.sent(item, self.now):
+                    self.handed.append(item)
+                self.result.sent += 1
+                self.unsent.remove(item.outbox_id)
+
         try:
-            _release(svc, unsent + composer.outstanding(), worker)
+            for index, item in enumerate(todo):
+                if self.clock() > claimed_until - LEASE_MARGIN:
+                    # The claim is running out (a very slow server): hand the rest back to be
+                    # claimed afresh, rather than send what another tick may be about to claim.
+                    record()
+                    log.info("claim running out after %d of a batch of %d: handing %d back to "
+                             "claim again", index, len(todo), len(todo) - index)
+                    self.release([c.outbox_id for c in todo[index:]])
+                    self.unsent.clear()
+                    return False
+                stop = self.send_one(item, meanwhile=record)
+                if stop:
+                    return True
+                self.links.pop(item.outbox_id, None)
+                if stop is None:
+                    sent.append(item)
+                else:
+                    self.unsent.remove(item.outbox_id)
+            record()
+            self.unsent.clear()  # the rest were cancelled by settle()
+            return False
         finally:
-            composer.close()
-            outcomes.close()
-            _drop(conn)
-    return result
+            record()
+
+    def send_one(self, item: Composed, meanwhile) -> bool | None:
+        """None if the server took it; False if it refused it (recorded); True if the run must
+        stop (nothing recorded, nothing spent)."""
+        result = self.result
+        try:
+            if self.conn is None:
+                self.conn = _open()
+            send(self.conn, item, meanwhile=meanwhile)
+        except MailServerDown as exc:
+            result.stopped = str(exc)
+            return True
+        except smtplib.SMTPSenderRefused as exc:
+            # The server refuses us (login required, sender not allowed), not this recipient:
+            # every message would meet the same, so stop and spend no attempts.
+            result.stopped = f"the mail server refused the sender: {_reason(exc)}"
+            return True
+        except smtplib.SMTPResponseException as exc:
+            _failure(self.svc, item.outbox_id, _reason(exc), 500 <= exc.smtp_code < 600, self.now,
+                     result)
+            if exc.smtp_code == 421:
+                self.conn = _drop(self.conn)
+        except smtplib.SMTPRecipientsRefused as exc:
+            (code, text), = exc.recipients.values()
+            _failure(self.svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600,
+                     self.now, result)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Dropped connection or timeout mid-message: try this one again later.
+            _failure(self.svc, item.outbox_id, _reason(exc), False, self.now, result)
+            self.conn = _drop(self.conn)
+        else:
+            return None
+        return False
+
+    def close(self) -> None:
+        """Whatever this run claimed and did not send goes back now, without spending attempts,
+        rather than waiting out its lease (a stop, a composing error, an interrupt); what was
+        handed is followed through, or left for a later run to finish."""
+        try:
+            if self.handed:
+                with self.ledger.transaction() as writer:
+                    _follow_through(writer, self.now, [_handed(i) for i in self.handed])
+                self.handed.clear()
+            self.release(self.unsent + self.composer.outstanding())
+        finally:
+            self.composer.close()
+            self.ledger.close()
+            _drop(self.conn)
 
 
-def _settle(svc: Services, batch: list[Composed], now: dt.datetime,
-            result: Delivery) -> list[Composed]:
-    """Store what composing decided, in one short commit before anything is sent: the links the
-    emails carry, the messages no longer wanted, addresses changed since they were queued."""
-    links = [c.link for c in batch if c.link]
-    cancelled = [c for c in batch if c.cancel]
-    changed = [c for c in batch if c.address_changed or c.payload is not None]
-    if links or cancelled or changed:
-        with svc.db.write_core() as conn:
-            if links:
-                conn.execute(insert(Link.__table__), links)
-            for c in cancelled:
-                values: dict[str, Any] = {"status": "cancelled", "claimed_until": None}
-                if c.cancel == INACTIVE:
-                    # Free the key and step back, so that if they are made active again this
-                    # cycle the stage is asked for afresh.
-                    values["key"] = f"{c.key}:cancelled:{c.outbox_id}"
-                    step_back = c.stage - 1
-                    conn.execute(update(Request.__table__).where(_REQUEST.id == c.request_id)
-                                 .values(stage_sent=case((_REQUEST.stage_sent > step_back, step_back),
-                                                         else_=_REQUEST.stage_sent),
-                                         next_check_at=now))
-                conn.execute(update(Outbox.__table__).where(_OUTBOX.id == c.outbox_id)
-                             .values(**values))
-            for c in changed:
-                values = ({"payload": c.payload} if c.payload is not None
-                          else {"to_email": c.to_email, "to_name": c.to_name})
-                conn.execute(update(Outbox.__table__).where(_OUTBOX.id == c.outbox_id)
-                             .values(**values))
-    result.cancelled += len(cancelled)
-    return [c for c in batch if not c.cancel]
+    def release(self, ids: list[int]) -> None:
+        """Hand claims back without spending attempts, and drop the links made for them."""
+        _release(self.svc, ids, self.worker, [self.links.pop(i) for i in ids if i in self.links])
 
 
-def _send_batch(svc: Services, conn, todo: list[Composed], now: dt.datetime, clock,
-                claimed_until: dt.datetime, worker: str, outcomes: _Outcomes, result: Delivery,
-                unsent: list[int]) -> tuple[Any, bool]:
-    """Send one composed batch; returns the connection and whether the run must stop. `unsent`
-    is kept to the ids that have neither been sent nor had an outcome recorded.
+class _Ledger:
+    """The run's outcomes, on one raw connection held open (see RawWriter): each message's
+    outcome is its own commit, thousands of them on the opening day."""
 
-    Each send's outcome is committed while the server reads the next message's MAIL command, and
-    always before that message's DATA: at most the one message on the wire can go twice.
-    """
-    sent: list[Composed] = []  # sent, its outcome not yet recorded: at most one
+    def __init__(self, svc: Services):
+        self.svc = svc
+        self.writer: RawWriter | None = None
 
-    def record() -> None:
-        while sent:
-            item = sent.pop()
-            outcomes.sent(item, now)
-            result.sent += 1
-            unsent.remove(item.outbox_id)
+    def transaction(self):
+        if self.writer is None:
+            self.writer = self.svc.db.raw_writer()
+        return self.writer.transaction()
 
-    try:
-        for index, item in enumerate(todo):
-            if clock() > claimed_until - LEASE_MARGIN:
-                # The claim is running out (a very slow server): hand the rest back to be claimed
-                # afresh, rather than send a message another tick may be about to claim.
-                record()
-                _release(svc, [c.outbox_id for c in todo[index:]], worker)
-                unsent.clear()
-                return conn, False
-            try:
-                if conn is None:
-                    conn = _open()
-                send(conn, item, meanwhile=record)
-            except MailServerDown as exc:
-                result.stopped = str(exc)
-                return conn, True
-            except smtplib.SMTPSenderRefused as exc:
-                # The server refuses us (login required, sender not allowed), not this recipient:
-                # every message would meet the same, so stop and spend no attempts.
-                result.stopped = f"the mail server refused the sender: {_reason(exc)}"
-                return conn, True
-            except smtplib.SMTPResponseException as exc:
-                permanent = 500 <= exc.smtp_code < 600
-                _failure(svc, item.outbox_id, _reason(exc), permanent, now, result)
-                if exc.smtp_code == 421:
-                    conn = _drop(conn)
-            except smtplib.SMTPRecipientsRefused as exc:
-                (code, text), = exc.recipients.values()
-                _failure(svc, item.outbox_id, f"{code} {_text(text)}", 500 <= code < 600, now,
-                         result)
-            except (smtplib.SMTPException, OSError) as exc:
-                # Dropped connection or timeout mid-message: try this one again later.
-                _failure(svc, item.outbox_id, _reason(exc), False, now, result)
-                conn = _drop(conn)
-            else:
-                sent.append(item)
-                continue
-            unsent.remove(item.outbox_id)
-        record()
-        unsent.clear()  # the rest were cancelled by _settle
-        return conn, False
-    finally:
-        record()
-        outcomes.follow_through(now)
+    def sent(self, item: Composed, now: dt.datetime) -> bool:
+        """Record that the server took `item`; True if its follow-through is still to write."""
+        params = {"outbox_id": item.outbox_id, "now": now, "message_id": item.message_id}
+        if item.kind == "digest":
+            from .digest import mark_escalated
+
+            with self.svc.db.write() as session:
+                session.execute(_MARK_SENT, params)
+                mark_escalated(session, session.get(Outbox, item.outbox_id), now)
+            return False
+        with self.transaction() as writer:
+            writer.execute(_MARK_HANDED if item.advance else _MARK_SENT, params)
+        return item.advance is not None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _handed(item: Composed) -> tuple:
+    return (item.outbox_id, item.advance, item.staff_id, item.request_id, item.stage,
+            item.message_id)
+
+
+def _cancel(conn, item: Composed, link_hash: str | None, now: dt.datetime) -> None:
+    values: dict[str, Any] = {"status": "cancelled", "claimed_until": None}
+    if item.cancel == INACTIVE:
+        # Free the key and step back, so that if they are made active again this cycle the
+        # stage is asked for afresh.
+        values["key"] = f"{item.key}:cancelled:{item.outbox_id}"
+        step_back = item.stage - 1
+        conn.execute(update(Request.__table__).where(_REQUEST.id == item.request_id)
+                     .values(stage_sent=case((_REQUEST.stage_sent > step_back, step_back),
+                                             else_=_REQUEST.stage_sent),
+                             next_check_at=now))
+    conn.execute(update(Outbox.__table__).where(_OUTBOX.id == item.outbox_id).values(**values))
+    if link_hash is not None:  # made at the claim, never sent
+        conn.execute(delete(Link.__table__).where(Link.__table__.c.token_sha256 == link_hash))
 
 
 def _open():
@@ -278,23 +378,55 @@ def _text(value: Any) -> str:
     return " ".join(text.split())[:500]
 
 
-def _release(svc: Services, ids: list[int], worker: str) -> None:
-    """Hand back claims without spending attempts: the server, not the message, was at fault."""
+def _release(svc: Services, ids: list[int], worker: str, links: list[str] = ()) -> None:
+    """Hand back claims without spending attempts: the server, not the message, was at fault.
+    `links` are those made for these claims, never sent: a new claim makes new ones."""
     if not ids:
         return
-    with svc.db.write() as session:
-        session.execute(update(Outbox).where(Outbox.id.in_(ids), Outbox.claimed_by == worker)
-                        .values(claimed_until=None, claimed_by=None))
+    with svc.db.write_core() as conn:
+        conn.execute(update(Outbox.__table__).where(_OUTBOX.id.in_(ids), _OUTBOX.claimed_by == worker)
+                     .values(claimed_until=None, claimed_by=None))
+        if links:
+            conn.execute(delete(Link.__table__).where(Link.__table__.c.token_sha256.in_(links)))
 
 
 _OUTBOX = Outbox.__table__.c
 _REQUEST = Request.__table__.c
 _WHEN = UTCDateTime()
+
+
+def _claim_statement(status: str):
+    """UPDATE … RETURNING the first due rows of one status. One status at a time, so each claim
+    is an ordered walk of ix_outbox_ready (status, next_attempt_at) that stops at the limit; an IN
+    over both statuses would sort every due row on every claim."""
+    now = bindparam("now", type_=_WHEN)
+    ready = (select(_OUTBOX.id)
+             .where(_OUTBOX.status == status, _OUTBOX.next_attempt_at <= now,
+                    or_(_OUTBOX.claimed_until.is_(None), _OUTBOX.claimed_until < now))
+             .order_by(_OUTBOX.next_attempt_at, _OUTBOX.id).limit(bindparam("limit"))
+             .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has BEGIN IMMEDIATE
+    return (update(Outbox.__table__).where(_OUTBOX.id.in_(ready.scalar_subquery()))
+            .values(claimed_until=bindparam("until", type_=_WHEN), claimed_by=bindparam("worker"))
+            .returning(_OUTBOX.id, _OUTBOX.request_id, _OUTBOX.kind))
+
+
+def _claim_params(now: dt.datetime, worker: str, limit: int) -> dict:
+    return {"now": now, "until": now + LEASE, "worker": worker, "limit": limit}
+
+
 # Built once: these run once per email, so their construction would show up in the send rate.
+_CLAIM = {status: _claim_statement(status) for status in ("retrying", "pending")}
+_ADD_LINK = insert(Link.__table__)
 _MARK_SENT = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_id"))
               .values(status="sent", sent_at=bindparam("now", type_=_WHEN),
                       message_id=bindparam("message_id"), attempts=_OUTBOX.attempts + 1,
                       claimed_until=None, last_error=None))
+_MARK_HANDED = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_id"))
+                .values(status=HANDED, sent_at=bindparam("now", type_=_WHEN),
+                        message_id=bindparam("message_id"), attempts=_OUTBOX.attempts + 1,
+                        last_error=None))
+_HANDED_TO_SENT = (update(Outbox.__table__).where(_OUTBOX.status == HANDED)
+                   .values(status="sent", claimed_until=None))
 _ADVANCE = (update(Request.__table__).where(_REQUEST.id == bindparam("request_id")).values(
     last_message_at=bindparam("now", type_=_WHEN),
     reminded_at=func.coalesce(_REQUEST.reminded_at, bindparam("now", type_=_WHEN)),
@@ -305,69 +437,15 @@ _ADVANCE = (update(Request.__table__).where(_REQUEST.id == bindparam("request_id
     next_check_at=bindparam("next_check", type_=_WHEN)))
 
 
-_MARK_HANDED = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_id"))
-                .values(status=HANDED, sent_at=bindparam("now", type_=_WHEN),
-                        message_id=bindparam("message_id"), attempts=_OUTBOX.attempts + 1,
-                        last_error=None))
-
-
-class _Outcomes:
-    """Records each send in its own short commit, on one connection held for the run.
-
-    A reminder or follow-up is marked `handed` (to the mail server) at once: that one-row commit
-    is what keeps a crash from repeating more than the message on the wire. What follows from it
-    (the person's clock, the event log) is written for the whole batch in one commit when the
-    batch is done, or, if the run dies first, by a later run once the claim's lease has expired.
-    """
-
-    def __init__(self, svc: Services):
-        self.svc = svc
-        self.conn = None
-        self.handed: list[Composed] = []
-
-    def sent(self, item: Composed, now: dt.datetime) -> None:
-        params = {"outbox_id": item.outbox_id, "now": now, "message_id": item.message_id}
-        if item.kind == "digest":
-            from .digest import mark_escalated
-
-            with self.svc.db.write() as session:
-                session.execute(_MARK_SENT, params)
-                mark_escalated(session, session.get(Outbox, item.outbox_id), now)
-            return
-        if self.conn is None:
-            self.conn = self.svc.db.raw_writer()
-        with self.conn.transaction():
-            self.conn.execute(_MARK_HANDED if item.advance else _MARK_SENT, params)
-        if item.advance:
-            self.handed.append(item)
-
-    def follow_through(self, now: dt.datetime) -> None:
-        """Write what follows from the batch's handed messages, in one commit."""
-        if self.handed:
-            with self.svc.db.write_core() as conn:
-                _follow_through(conn, now, [(i.outbox_id, i.advance, i.staff_id, i.request_id,
-                                             i.stage, i.message_id) for i in self.handed])
-            self.handed.clear()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
-def _follow_through(conn, now: dt.datetime, handed: list[tuple]) -> None:
+def _follow_through(writer: RawWriter, now: dt.datetime, handed: list[tuple]) -> None:
     """For handed messages (outbox id, advance, staff id, request id, stage, message id): mark
     them sent, advance their requests, log them. Only rows still `handed` are touched, so the run
     that sent them and a later one recovering them cannot both do it."""
-    mine = set(conn.execute(update(Outbox.__table__)
-                            .where(_OUTBOX.id.in_([h[0] for h in handed]), _OUTBOX.status == HANDED)
-                            .values(status="sent", claimed_until=None)
-                            .returning(_OUTBOX.id)).scalars())
+    mine = writer.returning_ids(
+        _HANDED_TO_SENT.where(_OUTBOX.id.in_([h[0] for h in handed])).returning(_OUTBOX.id))
     handed = [h for h in handed if h[0] in mine]
-    if not handed:
-        return
-    conn.execute(_ADVANCE, [h[1] for h in handed])
-    conn.execute(events.INSERT, [
+    writer.executemany(_ADVANCE, [h[1] for h in handed])
+    writer.executemany(events.INSERT, [
         events.row("invited" if stage == planner.REMINDER else "reminded", now, staff_id=staff_id,
                    request_id=request_id, stage=stage, message_id=message_id)
         for _, _, staff_id, request_id, stage, message_id in handed])
@@ -377,7 +455,7 @@ def recover_handed(svc: Services, now: dt.datetime) -> int:
     """Finish what a run that died between a send and its batch's end left: messages the server
     took (so not to be sent again) whose follow-through was never written. Waits for the lease, so
     a run still going is left to finish its own."""
-    with svc.db.write() as session:
+    with svc.db.read() as session:
         rows = session.execute(select(Outbox.id, Outbox.request_id, Outbox.stage,
                                       Outbox.message_id, Outbox.sent_at)
                                .where(Outbox.status == HANDED, Outbox.claimed_until < now)).all()
@@ -386,12 +464,17 @@ def recover_handed(svc: Services, now: dt.datetime) -> int:
         requests = {r.id: r for r in session.scalars(
             select(Request).where(Request.id.in_([row.request_id for row in rows]))
             .options(*_WITH_STATE))}
-        for row in rows:
-            request = requests[row.request_id]
-            _follow_through(session, row.sent_at, [(row.id, advance(svc, request, row.sent_at),
-                                                    request.staff_id, request.id, row.stage,
-                                                    row.message_id)])
-    return len(rows)
+        handed = [(row.sent_at, (row.id, advance(svc, requests[row.request_id], row.sent_at),
+                                 requests[row.request_id].staff_id, row.request_id, row.stage,
+                                 row.message_id)) for row in rows]
+    writer = svc.db.raw_writer()
+    try:
+        with writer.transaction():
+            for sent_at, one in handed:
+                _follow_through(writer, sent_at, [one])
+    finally:
+        writer.close()
+    return len(handed)
 
 
 # What state_of() reads, loaded with the request in one query.
