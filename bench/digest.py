@@ -10,11 +10,11 @@ from . import world
 STAFF = 5_000
 
 
-def run() -> dict:
+def run(db_url: str | None = None) -> dict:
     from workflow.digest import digest_context
     from workflow.mailer import make_message
 
-    w = world.build(STAFF, requests_sent_at=world.OPEN)
+    w = world.build(STAFF, requests_sent_at=world.OPEN, db_url=db_url)
     try:
         app = w.app()
         svc = app.extensions["signoff"]

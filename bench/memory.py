@@ -36,12 +36,12 @@ def child(config_path: str) -> None:
                       "sent": result.delivery.sent, "tick_s": elapsed}))
 
 
-def run(staff: int = STAFF) -> dict:
+def run(staff: int = STAFF, db_url: str | None = None) -> dict:
     from . import world
     from .sink import Sink
 
     port = world.free_port()
-    w = world.build(staff, port)
+    w = world.build(staff, port, db_url=db_url)
     sink = Sink(port)
     try:
         out = subprocess.run([sys.executable, "-m", "bench.memory", str(w.config_path)],

@@ -19,11 +19,12 @@ STAFF = 5_000
 ROUNDS = 3
 
 
-def tick_seconds(staff: int = STAFF, keep: str | None = None) -> tuple[float, int]:
+def tick_seconds(staff: int = STAFF, keep: str | None = None,
+                 db_url: str | None = None) -> tuple[float, int]:
     from workflow import tick
 
     port = world.free_port()
-    w = world.build(staff, port)
+    w = world.build(staff, port, db_url=db_url)
     sink = Sink(port, keep=keep)
     try:
         app = w.app()
@@ -55,12 +56,13 @@ def floor_seconds(messages: list[bytes]) -> float:
     return elapsed
 
 
-def run(rounds: int = ROUNDS) -> dict:
+def run(rounds: int = ROUNDS, db_url=None) -> dict:
+    """`db_url`: None for SQLite, or a callable giving a fresh database's URL each round."""
     measured = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as folder:
             keep = str(Path(folder) / "messages.pickle")
-            tick_time, sent = tick_seconds(keep=keep)
+            tick_time, sent = tick_seconds(keep=keep, db_url=db_url() if db_url else None)
             with open(keep, "rb") as f:
                 messages = pickle.load(f)
         floor_time = floor_seconds(messages)

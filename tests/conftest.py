@@ -6,15 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import glob
-import itertools
-import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,69 +118,7 @@ def hidden_fields(html: str) -> dict[str, str]:
 
 # --- databases -------------------------------------------------------------------------------
 
-class PostgresCluster:
-    """A throwaway PostgreSQL server in a temporary folder, run as the `postgres` user when we are
-    root (initdb refuses root). Each test gets its own database on it."""
-
-    def __init__(self):
-        self.bin = self._find_bin()
-        self.url = os.environ.get("SIGNOFF_TEST_DATABASE_URL")
-        self.folder = None
-        self._names = itertools.count()
-
-    @staticmethod
-    def _find_bin() -> Path | None:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if found:
-            return Path(found[-1]).parent
-        initdb = shutil.which("initdb")
-        return Path(initdb).parent if initdb else None
-
-    @property
-    def available(self) -> bool:
-        return bool(self.url or self.bin)
-
-    def _as_postgres(self, args: list[str]) -> list[str]:
-        if os.geteuid() == 0:
-            return ["runuser", "-u", "postgres", "--", *args]
-        return args
-
-    def start(self) -> None:
-        if self.url:
-            return
-        self.folder = Path(tempfile.mkdtemp(prefix="signoff-pg-"))
-        os.chmod(self.folder, 0o777)
-        data, port = self.folder / "data", free_port()
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres")
-        subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust",
-                                          "-U", "postgres", "--no-sync", "-E", "UTF8"]),
-                       check=True, capture_output=True)
-        options = (f"-p {port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c max_connections=200")
-        subprocess.run(self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(data), "-o", options,
-                                          "-l", str(self.folder / "log"), "-w", "start"]),
-                       check=True, capture_output=True)
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        if self.folder is None:
-            return
-        subprocess.run(self._as_postgres([str(self.bin / "pg_ctl"), "-D",
-                                          str(self.folder / "data"), "-m", "immediate", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def new_database(self) -> str:
-        import psycopg
-
-        name = f"signoff_test_{os.getpid()}_{next(self._names)}"
-        base = self.url.rsplit("/", 1)[0] if self.url.count("/") > 2 else self.url
-        admin = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"{base}/{name}"
-
+from pgcluster import PostgresCluster  # noqa: E402 (shared with bench/)
 
 @pytest.fixture(scope="session")
 def postgres():

@@ -96,25 +96,37 @@ class RawWriter:
     Each Core statement is compiled once, by this database's dialect, and its parameters go
     through the same type conversions SQLAlchemy applies; what is skipped is SQLAlchemy's work per
     execution (a pool checkout, a cache lookup, result handling), which costs several times the
-    statements themselves. Use `with writer.transaction(): writer.execute(statement, params)`.
+    statements themselves. Use `with writer.transaction(): writer.execute(statement, params)`,
+    or `writer.execute(statement, params)` alone for one statement that is its own transaction.
+
+    The connection runs in autocommit mode, each transaction opened and committed explicitly: a
+    lone statement is then one round trip to PostgreSQL, not three (BEGIN, the statement, COMMIT).
     """
 
     def __init__(self, db: Database):
         self.db = db
         self.dbapi = db.engine.raw_connection()
         self.cursor = self.dbapi.cursor()
+        if not db.is_sqlite:  # SQLite's connections are in autocommit mode already (see _engine)
+            self.dbapi.driver_connection.autocommit = True
+            # As SQLite's synchronous=NORMAL: a commit survives the process being killed, not the
+            # database server losing power in the next moment; it does not wait for the disk.
+            self.cursor.execute("SET synchronous_commit TO off")
         self._compiled: dict[tuple, tuple] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[RawWriter]:
-        if self.db.is_sqlite:
-            self.cursor.execute("BEGIN IMMEDIATE")  # as write() does: the write lock from the start
+        # On SQLite, as write() does: the write lock from the start.
+        self.cursor.execute("BEGIN IMMEDIATE" if self.db.is_sqlite else "BEGIN")
         try:
             yield self
         except BaseException:
-            self.dbapi.rollback()
+            try:
+                self.cursor.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 — already ended by the error; report that one
+                pass
             raise
-        self.dbapi.commit()
+        self.cursor.execute("COMMIT")
 
     def execute(self, statement, params: dict) -> int:
         """Run one statement; returns how many rows it changed."""
@@ -168,8 +180,15 @@ class RawWriter:
         return self._compiled[key]
 
     def close(self) -> None:
-        self.cursor.close()
-        self.dbapi.close()
+        try:
+            if not self.db.is_sqlite:  # back to the pool as SQLAlchemy expects it
+                self.cursor.execute("RESET synchronous_commit")
+                self.dbapi.driver_connection.autocommit = False
+            self.cursor.close()
+        except Exception:  # noqa: BLE001 — a broken connection: not fit to go back to the pool
+            self.dbapi.invalidate()
+        finally:
+            self.dbapi.close()
 
 
 def _remembered(process):

@@ -313,8 +313,9 @@ class _Ledger:
                 session.execute(_MARK_SENT, params)
                 mark_escalated(session, session.get(Outbox, item.outbox_id), now)
             return False
-        with self.transaction() as writer:
-            writer.execute(_MARK_HANDED if item.advance else _MARK_SENT, params)
+        if self.writer is None:
+            self.writer = self.svc.db.raw_writer()
+        self.writer.execute(_MARK_HANDED if item.advance else _MARK_SENT, params)  # one-row commit
         return item.advance is not None
 
     def close(self) -> None:
