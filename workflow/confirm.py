@@ -68,7 +68,7 @@ def _visit(token: str) -> tuple[Row, Markup]:
     svc = services()
     # A Core connection rather than an ORM session: the page reads plain rows, and the session's
     # bookkeeping cost as much as the query itself.
-    with svc.db.engine.connect() as conn:
+    with svc.db.read_core() as conn:
         row = conn.execute(_PAGE, {"digest": tokens.digest(token)}).first()
         if row is None:
             abort(404)

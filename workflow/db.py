@@ -37,7 +37,13 @@ class Database:
         except (ArgumentError, NoSuchModuleError) as exc:
             raise DatabaseError(f"[database] url: cannot use {_safe(url)!r}: {exc}") from None
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL's reads run outside a transaction: under its READ COMMITTED each statement
+        # takes its own snapshot anyway, and a page then costs one round trip, not three (BEGIN,
+        # the query, the ROLLBACK when the session ends). SQLite keeps a read transaction, whose
+        # snapshot in WAL mode holds across a session's statements.
+        self._read_engine = self.engine if self.is_sqlite else self.engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+        self._reads = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(begin_immediate=True)
         self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -45,6 +51,11 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._reads() as session:
             yield session
+
+    def read_core(self) -> Connection:
+        """read() as a plain Core connection, for a page that reads a few rows: `with
+        db.read_core() as conn: …`."""
+        return self._read_engine.connect()
 
     @contextmanager
     def write(self) -> Iterator[Session]:
