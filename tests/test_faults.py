@@ -3,7 +3,9 @@ our login, or outlives a killed tick — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import os
 import signal
 import subprocess
@@ -269,6 +271,10 @@ def test_a_run_that_dies_after_the_server_took_a_batch_is_finished_later_not_sen
     assert {row.status for row in outbox(config).values()} == {"handed"}
     requests, kinds = requests_and_events(config)
     assert all(r.reminded_at is None for r in requests) and "invited" not in kinds
+    # The report already counts them as sent: the server has them.
+    report = cli("report", "--format", "csv", "--at", OPEN, config=config)
+    rows = list(csv.DictReader(io.StringIO(report.output)))
+    assert [(r["reminders_sent"], r["delivery"]) for r in rows] == [("1", "ok")] * 3
 
     # A run inside the lease leaves them to the run that might still be going...
     soon = cli("tick", "--at", (OPEN_AT + dt.timedelta(minutes=1)).isoformat(), config=config)
