@@ -175,6 +175,26 @@ def test_scheduler_ticks_at_once_logs_each_tick_and_stops_on_sigterm(setup, cli,
     assert len(summaries) == finished  # one summary line per tick
 
 
+def test_scheduler_sends_an_opening_day_bigger_than_a_batch_through_its_composing_helper(
+        setup, smtp):
+    # More than one batch: the tick, in the scheduler's worker thread, forks its helper.
+    people = [f"person{i:03}@example.org" for i in range(130)]
+    roster = "name,email\n" + "".join(f"Person {i:03},{a}\n" for i, a in enumerate(people))
+    config = setup(roster=roster, interval_seconds=3600, working_days_only="false")
+    proc, log = start(config, "scheduler")
+    try:
+        poll(lambda: " tick at " in log.read_text(), "the first tick's line", proc, log)
+        children = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="],
+                                  capture_output=True, text=True).stdout.split()
+    finally:
+        code = stop(proc)
+    assert code == 0
+    text = log.read_text()
+    assert "130 sent" in text and "Traceback" not in text
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.inbox.messages) == people
+    assert children == []  # the helper is gone once its tick is done
+
+
 @SQLITE_ONLY
 def test_scheduler_keeps_going_while_the_mail_server_is_down(setup, smtp):
     config = setup(interval_seconds=5, working_days_only="false")
