@@ -3,15 +3,11 @@ binaries are installed, on a throwaway cluster like the one the tests start (tes
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from pgcluster import PostgresCluster  # noqa: E402
+from pgcluster import PostgresCluster
 
 
 class Postgres:

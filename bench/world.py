@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ports import free_port  # noqa: F401 (the benchmarks take it from here)
 from sqlalchemy import insert, select
 
 from workflow import config as config_mod
@@ -54,12 +54,6 @@ file = "policy.md"
 reminder_note = "Check your privacy settings are still set high."
 statements = ["I have re-read the policy.", "No child or parent is my online friend or follower."]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

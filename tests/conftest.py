@@ -8,7 +8,6 @@ import email
 import email.policy
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,15 +19,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
+from ports import free_port  # noqa: F401 (the tests import it from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 LONDON = dt.timezone(dt.timedelta(hours=1))  # BST, for literal September times in tests
 SIGNOFF = [sys.executable, "-m", "workflow"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- mail ------------------------------------------------------------------------------------

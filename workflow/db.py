@@ -152,8 +152,9 @@ class RawWriter:
         return self.cursor.fetchall()
 
     def returning_ids(self, statement) -> set[int]:
-        """Run a statement whose only parameters are integers (rendered into its SQL, so its
-        IN lists can be any length) and that returns ids; compiled afresh on every call."""
+        """Run a statement that returns ids and whose parameters are plain values (ids, fixed
+        words), rendered into its SQL so that its IN lists can be any length; compiled afresh on
+        every call."""
         sql = str(statement.compile(dialect=self.db.engine.dialect,
                                     compile_kwargs={"literal_binds": True}))
         self.cursor.execute(sql)
@@ -165,19 +166,14 @@ class RawWriter:
             self.cursor.executemany(sql, [convert(row) for row in rows])
 
     def _prepare(self, statement, params: dict):
+        """(SQL, a function turning `params` into the driver's parameters), built once for each
+        statement and set of parameter names."""
         key = (statement, tuple(params))
-        compiled = self._compiled.get(key) or self._compile(key, statement, params)
-        sql, order, defaults, processors = compiled
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(statement, params)
+        return self._compiled[key]
 
-        def convert(params: dict):
-            values = {**defaults, **params}
-            for name, process in processors:
-                values[name] = process(values[name])
-            return [values[name] for name in order] if order else values
-
-        return sql, convert
-
-    def _compile(self, key: tuple, statement, params: dict) -> tuple:
+    def _compile(self, statement, params: dict):
         dialect = self.db.engine.dialect
         compiled = statement.compile(dialect=dialect, column_keys=list(params))
         binds = compiled.bind_names  # BindParameter -> its name in the SQL
@@ -187,8 +183,14 @@ class RawWriter:
                            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect))
                            }.items())
         order = list(compiled.positiontup) if compiled.positional else None
-        self._compiled[key] = (str(compiled), order, defaults, processors)
-        return self._compiled[key]
+
+        def convert(params: dict):
+            values = {**defaults, **params}
+            for name, process in processors:
+                values[name] = process(values[name])
+            return [values[name] for name in order] if order else values
+
+        return str(compiled), convert
 
     def close(self) -> None:
         try:

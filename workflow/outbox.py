@@ -27,7 +27,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
 from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
@@ -94,12 +94,20 @@ def enqueue_many(session: Session, db_insert, now: dt.datetime, messages: list[d
 
 def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -> list[int]:
     """Lease up to `limit` due rows to `worker` (retries first); returns their ids."""
+    rows = _claim_rows(lambda statement, params: session.execute(statement, params).all(),
+                       now, worker, limit)
+    return sorted(row[0] for row in rows)
+
+
+def _claim_rows(run, now: dt.datetime, worker: str, limit: int) -> list:
+    """(id, request id, kind) of the rows claimed, `run(statement, params)` running each claim."""
     rows: list = []
     for status in ("retrying", "pending"):
-        rows += session.execute(_CLAIM[status], _claim_params(now, worker, limit - len(rows))).all()
+        rows += run(_CLAIM[status], {"now": now, "until": now + LEASE, "worker": worker,
+                                     "limit": limit - len(rows)})
         if len(rows) == limit:
             break
-    return sorted(row.id for row in rows)
+    return rows
 
 
 def deliver(svc: Services, now: dt.datetime) -> Delivery:
@@ -151,16 +159,10 @@ class _Run:
         the links their emails will carry) to keep AHEAD batches composing."""
         claims = []
         with self.ledger.transaction() as writer:
-            if self.handed:
-                _follow_through(writer, self.now, [_handed(item) for item in self.handed])
+            self.follow_through(writer)
             for _ in range(AHEAD + 1 - len(self.composer.pending)):
                 at = self.clock()
-                rows = []
-                for status in ("retrying", "pending"):
-                    rows += writer.rows(_CLAIM[status], _claim_params(at, self.worker,
-                                                                      BATCH - len(rows)))
-                    if len(rows) == BATCH:
-                        break
+                rows = _claim_rows(writer.rows, at, self.worker, BATCH)
                 if not rows:
                     break
                 links = {row[0]: (row[1], *tokens.new_token()) for row in rows
@@ -171,9 +173,8 @@ class _Run:
                 claims.append((at, sorted(row[0] for row in rows), links))
                 if len(rows) < BATCH:
                     break
-        self.handed.clear()
         for at, ids, links in claims:
-            if not self.composer.pending and len(ids) == BATCH:
+            if self.composer.process is None and not self.composer.pending and len(ids) == BATCH:
                 # More than a batch to send: compose alongside, in a helper forked with no
                 # database connection open.
                 self.ledger.close()
@@ -276,14 +277,19 @@ class _Run:
         try:
             if self.handed:
                 with self.ledger.transaction() as writer:
-                    _follow_through(writer, self.now, [_handed(i) for i in self.handed])
-                self.handed.clear()
+                    self.follow_through(writer)
             self.release(self.unsent + self.composer.outstanding())
         finally:
             self.composer.close()
             self.ledger.close()
             _drop(self.conn)
 
+
+    def follow_through(self, writer: RawWriter) -> None:
+        """What follows from the emails handed since the last call, in the caller's transaction."""
+        handed, self.handed = self.handed, []
+        if handed:
+            _follow_through(writer, [_handed(item, self.now) for item in handed])
 
     def release(self, ids: list[int]) -> None:
         """Hand claims back without spending attempts, and drop the links made for them."""
@@ -298,10 +304,13 @@ class _Ledger:
         self.svc = svc
         self.writer: RawWriter | None = None
 
-    def transaction(self):
+    def _writer(self) -> RawWriter:
         if self.writer is None:
             self.writer = self.svc.db.raw_writer()
-        return self.writer.transaction()
+        return self.writer
+
+    def transaction(self):
+        return self._writer().transaction()
 
     def sent(self, item: Composed, now: dt.datetime) -> bool:
         """Record that the server took `item`; True if its follow-through is still to write."""
@@ -313,9 +322,7 @@ class _Ledger:
                 session.execute(_MARK_SENT, params)
                 mark_escalated(session, session.get(Outbox, item.outbox_id), now)
             return False
-        if self.writer is None:
-            self.writer = self.svc.db.raw_writer()
-        self.writer.execute(_MARK_HANDED if item.advance else _MARK_SENT, params)  # one-row commit
+        self._writer().execute(_MARK_HANDED if item.advance else _MARK_SENT, params)  # one commit
         return item.advance is not None
 
     def close(self) -> None:
@@ -324,9 +331,21 @@ class _Ledger:
             self.writer = None
 
 
-def _handed(item: Composed) -> tuple:
-    return (item.outbox_id, item.advance, item.staff_id, item.request_id, item.stage,
-            item.message_id)
+class _Handed(NamedTuple):
+    """A message the server took, and what follows from it."""
+
+    outbox_id: int
+    advance: dict  # the request's clock: compose.advance()
+    staff_id: int
+    request_id: int
+    stage: int
+    message_id: str
+    sent_at: dt.datetime
+
+
+def _handed(item: Composed, sent_at: dt.datetime) -> _Handed:
+    return _Handed(item.outbox_id, item.advance, item.staff_id, item.request_id, item.stage,
+                   item.message_id, sent_at)
 
 
 def _cancel(conn, item: Composed, link_hash: str | None, now: dt.datetime) -> None:
@@ -411,10 +430,6 @@ def _claim_statement(status: str):
             .returning(_OUTBOX.id, _OUTBOX.request_id, _OUTBOX.kind))
 
 
-def _claim_params(now: dt.datetime, worker: str, limit: int) -> dict:
-    return {"now": now, "until": now + LEASE, "worker": worker, "limit": limit}
-
-
 # Built once: these run once per email, so their construction would show up in the send rate.
 _CLAIM = {status: _claim_statement(status) for status in ("retrying", "pending")}
 _ADD_LINK = insert(Link.__table__)
@@ -438,18 +453,19 @@ _ADVANCE = (update(Request.__table__).where(_REQUEST.id == bindparam("request_id
     next_check_at=bindparam("next_check", type_=_WHEN)))
 
 
-def _follow_through(writer: RawWriter, now: dt.datetime, handed: list[tuple]) -> None:
-    """For handed messages (outbox id, advance, staff id, request id, stage, message id): mark
-    them sent, advance their requests, log them. Only rows still `handed` are touched, so the run
-    that sent them and a later one recovering them cannot both do it."""
+def _follow_through(writer: RawWriter, handed: list[_Handed]) -> None:
+    """For handed messages: mark them sent, advance their requests, log them. Only rows still
+    `handed` are touched, so the run that sent them and a later one recovering them cannot both
+    do it."""
     mine = writer.returning_ids(
-        _HANDED_TO_SENT.where(_OUTBOX.id.in_([h[0] for h in handed])).returning(_OUTBOX.id))
-    handed = [h for h in handed if h[0] in mine]
-    writer.executemany(_ADVANCE, [h[1] for h in handed])
+        _HANDED_TO_SENT.where(_OUTBOX.id.in_([h.outbox_id for h in handed])).returning(_OUTBOX.id))
+    handed = [h for h in handed if h.outbox_id in mine]
+    writer.executemany(_ADVANCE, [h.advance for h in handed])
     writer.executemany(events.INSERT, [
-        events.row("invited" if stage == planner.REMINDER else "reminded", now, staff_id=staff_id,
-                   request_id=request_id, stage=stage, message_id=message_id)
-        for _, _, staff_id, request_id, stage, message_id in handed])
+        events.row("invited" if h.stage == planner.REMINDER else "reminded", h.sent_at,
+                   staff_id=h.staff_id, request_id=h.request_id, stage=h.stage,
+                   message_id=h.message_id)
+        for h in handed])
 
 
 def recover_handed(svc: Services, now: dt.datetime) -> int:
@@ -465,14 +481,13 @@ def recover_handed(svc: Services, now: dt.datetime) -> int:
         requests = {r.id: r for r in session.scalars(
             select(Request).where(Request.id.in_([row.request_id for row in rows]))
             .options(*_WITH_STATE))}
-        handed = [(row.sent_at, (row.id, advance(svc, requests[row.request_id], row.sent_at),
-                                 requests[row.request_id].staff_id, row.request_id, row.stage,
-                                 row.message_id)) for row in rows]
+        handed = [_Handed(row.id, advance(svc, requests[row.request_id], row.sent_at),
+                          requests[row.request_id].staff_id, row.request_id, row.stage,
+                          row.message_id, row.sent_at) for row in rows]
     writer = svc.db.raw_writer()
     try:
         with writer.transaction():
-            for sent_at, one in handed:
-                _follow_through(writer, sent_at, [one])
+            _follow_through(writer, handed)
     finally:
         writer.close()
     return len(handed)
