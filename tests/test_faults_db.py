@@ -30,6 +30,24 @@ def test_init_twice_is_idempotent(setup, cli):
         db.dispose()
 
 
+def test_migrations_build_the_schema_the_models_describe(setup):
+    """Every index and column the code relies on is made by a migration, on both databases."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Base
+
+    db = Database(config_mod.load(setup()).database.url)
+    try:
+        with db.engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        db.dispose()
+    assert differences == []
+
+
 def test_claims_lock_rows_the_way_each_database_needs(setup, db_url):
     from workflow import config as config_mod
     from workflow.db import Database

@@ -160,7 +160,7 @@ class Outbox(Base):
     """Every email, as a row keyed so that it exists at most once: claimed, sent, retried here."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_ready", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_ready", "status", "next_attempt_at", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert

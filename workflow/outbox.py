@@ -95,16 +95,16 @@ def enqueue_many(session: Session, db_insert, now: dt.datetime, messages: list[d
 def claim(session: Session, now: dt.datetime, worker: str, limit: int = BATCH) -> list[int]:
     """Lease up to `limit` due rows to `worker` (retries first); returns their ids."""
     rows = _claim_rows(lambda statement, params: session.execute(statement, params).all(),
-                       now, worker, limit)
+                       session.get_bind().dialect.name, now, worker, limit)
     return sorted(row[0] for row in rows)
 
 
-def _claim_rows(run, now: dt.datetime, worker: str, limit: int) -> list:
+def _claim_rows(run, dialect: str, now: dt.datetime, worker: str, limit: int) -> list:
     """(id, request id, kind) of the rows claimed, `run(statement, params)` running each claim."""
     rows: list = []
     for status in ("retrying", "pending"):
-        rows += run(_CLAIM[status], {"now": now, "until": now + LEASE, "worker": worker,
-                                     "limit": limit - len(rows)})
+        rows += run(_CLAIM[dialect, status], {"now": now, "until": now + LEASE, "worker": worker,
+                                              "limit": limit - len(rows)})
         if len(rows) == limit:
             break
     return rows
@@ -162,7 +162,7 @@ class _Run:
             self.follow_through(writer)
             for _ in range(AHEAD + 1 - len(self.composer.pending)):
                 at = self.clock()
-                rows = _claim_rows(writer.rows, at, self.worker, BATCH)
+                rows = _claim_rows(writer.rows, writer.dialect, at, self.worker, BATCH)
                 if not rows:
                     break
                 links = {row[0]: (row[1], *tokens.new_token()) for row in rows
@@ -415,23 +415,32 @@ _REQUEST = Request.__table__.c
 _WHEN = UTCDateTime()
 
 
-def _claim_statement(status: str):
+def _claim_statement(dialect: str, status: str):
     """UPDATE … RETURNING the first due rows of one status. One status at a time, so each claim
-    is an ordered walk of ix_outbox_ready (status, next_attempt_at) that stops at the limit; an IN
-    over both statuses would sort every due row on every claim."""
+    is an ordered walk of ix_outbox_ready (status, next_attempt_at, id) that stops at the limit;
+    an IN over both statuses would sort every due row on every claim.
+
+    On PostgreSQL the rows are picked as `id = ANY(ARRAY(…))`: the pick runs once and the update
+    finds its rows by primary key. Planned as `IN (…)`, a semi-join, it may hash the pick and
+    scan the whole outbox to apply it, once for every batch of the opening day.
+    """
     now = bindparam("now", type_=_WHEN)
     ready = (select(_OUTBOX.id)
              .where(_OUTBOX.status == status, _OUTBOX.next_attempt_at <= now,
                     or_(_OUTBOX.claimed_until.is_(None), _OUTBOX.claimed_until < now))
              .order_by(_OUTBOX.next_attempt_at, _OUTBOX.id).limit(bindparam("limit"))
-             .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has BEGIN IMMEDIATE
-    return (update(Outbox.__table__).where(_OUTBOX.id.in_(ready.scalar_subquery()))
+             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has BEGIN IMMEDIATE
+             .scalar_subquery())
+    picked = (_OUTBOX.id == func.any(func.array(ready)) if dialect == "postgresql"
+              else _OUTBOX.id.in_(ready))
+    return (update(Outbox.__table__).where(picked)
             .values(claimed_until=bindparam("until", type_=_WHEN), claimed_by=bindparam("worker"))
             .returning(_OUTBOX.id, _OUTBOX.request_id, _OUTBOX.kind))
 
 
 # Built once: these run once per email, so their construction would show up in the send rate.
-_CLAIM = {status: _claim_statement(status) for status in ("retrying", "pending")}
+_CLAIM = {(dialect, status): _claim_statement(dialect, status)
+          for dialect in ("sqlite", "postgresql") for status in ("retrying", "pending")}
 _ADD_LINK = insert(Link.__table__)
 _MARK_SENT = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_id"))
               .values(status="sent", sent_at=bindparam("now", type_=_WHEN),

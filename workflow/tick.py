@@ -12,7 +12,7 @@ import functools
 import logging
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import bindparam, exists, literal, select, update
+from sqlalchemy import bindparam, literal, select, update
 
 from . import digest, events, planner, policies
 from .app import Services
@@ -21,6 +21,9 @@ from .outbox import Delivery, deliver, enqueue_many
 
 log = logging.getLogger("signoff.tick")
 BATCH = 500
+# Rows added in one step after which PostgreSQL's statistics on them are refreshed before the
+# next step reads them (an opening day, a large roster's first tick); see refresh_statistics().
+ANALYZE_AFTER = 1000
 
 
 @dataclass
@@ -60,7 +63,11 @@ def run(svc: Services, now: dt.datetime) -> TickResult:
         setting_id = policies.sync(session, svc.config, now)
         cycles = _open_cycles(svc, session, now, result)
         result.new_requests = _ask_everyone(svc, session, setting_id, cycles, now)
+    if result.new_requests >= ANALYZE_AFTER:
+        svc.db.refresh_statistics("request", "staff")
     result.queued = _queue_due(svc, [c.id for c in cycles], now)
+    if result.queued >= ANALYZE_AFTER:
+        svc.db.refresh_statistics("request", "outbox")
     with svc.db.write() as session:
         result.digest_queued = digest.enqueue_if_due(svc, session, now)
     result.delivery = deliver(svc, now)
@@ -91,14 +98,19 @@ def _open_cycles(svc: Services, session, now: dt.datetime, result: TickResult) -
 
 def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
                   now: dt.datetime) -> int:
-    """A request for every active person who has none in the cycle: one INSERT … SELECT each."""
+    """A request for every active person who has none in the cycle: one INSERT … SELECT each.
+
+    NOT IN rather than NOT EXISTS: PostgreSQL then reads the cycle's requests once, into a hash.
+    Planned as an anti-join instead, on a cycle with no requests yet (its opening day), it may
+    choose a nested loop that rescans the rows this very statement is inserting: quadratic in the
+    number of staff.
+    """
     added = 0
     for cycle in cycles:
+        asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
         missing = (select(literal(cycle.id), Staff.id, literal(now, Request.created_at.type),
                           literal(-1), literal(now, Request.next_check_at.type))
-                   .where(Staff.setting_id == setting_id, Staff.active,
-                          ~exists().where(Request.cycle_id == cycle.id,
-                                          Request.staff_id == Staff.id)))
+                   .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked)))
         stmt = svc.db.insert(Request.__table__).from_select(
             ["cycle_id", "staff_id", "created_at", "stage_sent", "next_check_at"], missing)
         added += session.execute(stmt).rowcount or 0
