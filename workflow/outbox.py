@@ -450,8 +450,9 @@ _MARK_HANDED = (update(Outbox.__table__).where(_OUTBOX.id == bindparam("outbox_i
                 .values(status=HANDED, sent_at=bindparam("now", type_=_WHEN),
                         message_id=bindparam("message_id"), attempts=_OUTBOX.attempts + 1,
                         last_error=None))
-_HANDED_TO_SENT = (update(Outbox.__table__).where(_OUTBOX.status == HANDED)
-                   .values(status="sent", claimed_until=None))
+_HANDED_TO_SENT = (update(Outbox.__table__)
+                   .where(_OUTBOX.id == bindparam("outbox_id"), _OUTBOX.status == HANDED)
+                   .values(status="sent", claimed_until=None).returning(_OUTBOX.id))
 _ADVANCE = (update(Request.__table__).where(_REQUEST.id == bindparam("request_id")).values(
     last_message_at=bindparam("now", type_=_WHEN),
     reminded_at=func.coalesce(_REQUEST.reminded_at, bindparam("now", type_=_WHEN)),
@@ -466,10 +467,10 @@ def _follow_through(writer: RawWriter, handed: list[_Handed]) -> None:
     """For handed messages: mark them sent, advance their requests, log them. Only rows still
     `handed` are touched, so the run that sent them and a later one recovering them cannot both
     do it."""
-    mine = writer.returning_ids(
-        _HANDED_TO_SENT.where(_OUTBOX.id.in_([h.outbox_id for h in handed])).returning(_OUTBOX.id))
-    handed = [h for h in handed if h.outbox_id in mine]
-    writer.executemany(_ADVANCE, [h.advance for h in handed])
+    mine = writer.returning_ids(_HANDED_TO_SENT, [{"outbox_id": h.outbox_id} for h in handed])
+    handed = sorted((h for h in handed if h.outbox_id in mine), key=lambda h: h.sent_at)
+    # One advance per request, the latest: a recovery may finish two of one person's emails.
+    writer.executemany(_ADVANCE, list({h.request_id: h.advance for h in handed}.values()))
     writer.executemany(events.INSERT, [
         events.row("invited" if h.stage == planner.REMINDER else "reminded", h.sent_at,
                    staff_id=h.staff_id, request_id=h.request_id, stage=h.stage,
