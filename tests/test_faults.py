@@ -331,14 +331,14 @@ def test_a_composing_failure_stops_the_run_with_one_line_and_hands_its_claims_ba
     people = [f"person{i:03}@example.org" for i in range(120)]  # enough for the helper process
     config = setting(roster="name,email\n" + "".join(f"Person {i:03},{a}\n"
                                                      for i, a in enumerate(people)))
-    real = compose.make_message
+    real = compose.make_wire
 
     def broken(kind, to_name, to_email, ctx):
         if to_email == "person070@example.org":  # in the second batch, composed by the helper
             raise RuntimeError("the template is broken")
         return real(kind, to_name, to_email, ctx)
 
-    monkeypatch.setattr(compose, "make_message", broken)
+    monkeypatch.setattr(compose, "make_wire", broken)
     result = cli("tick", "--at", OPEN, config=config)
     assert result.exit_code == 1
     assert "Traceback" not in result.output

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from . import planner, policies
 from .app import Services
-from .mailer import make_message, to_wire
+from .mailer import make_wire
 from .models import Cycle, Outbox, Request
 
 log = logging.getLogger("signoff.compose")
@@ -114,7 +114,7 @@ def _compose(svc: Services, session: Session, row: Outbox, request: Request | No
         item.payload = {"request_ids": [p.request_id for p in ctx["overdue"]]}
     else:
         ctx = dict(row.payload or {})
-    wire = to_wire(make_message(item.kind, item.to_name, item.to_email, ctx))
+    wire = make_wire(item.kind, item.to_name, item.to_email, ctx)
     item.envelope_from, item.envelope_to = wire.envelope_from, wire.envelope_to
     item.data, item.message_id = wire.data, wire.message_id
     return item

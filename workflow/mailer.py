@@ -34,23 +34,49 @@ def init_app(app: Flask) -> None:
 
 def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) -> Message:
     """Render templates/emails/<kind>.subject.txt, .txt and .html into one multipart message."""
+    subject, body, html = _render(kind, to_name, ctx)
+    msg = _Message(subject=subject, recipients=[(to_name, to_email)], body=body, html=html,
+                   extra_headers=_EXTRA_HEADERS)
+    msg.msgId = _message_id()
+    return msg
+
+
+def make_wire(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) -> Wire:
+    """What Flask-Mail's Connection.send() would put on the wire for make_message(), worked out
+    ahead of sending (a batch is composed in one process and sent from another), and without
+    Flask-Mail's Message: composing thousands on the opening day, its constructor's look-up of
+    this host's name, for a Message-ID replaced anyway, costs more than the headers."""
+    subject, body, html = _render(kind, to_name, ctx)
+    sender = services().config.mail.sender
+    if any(_has_newline(text) for text in (subject, to_name, to_email, sender)):
+        raise BadHeaderError
+    message_id = _message_id()
+    data = _flatten(_mime(subject, sender, (to_name, to_email), body, html, message_id, None,
+                          _EXTRA_HEADERS))
+    return Wire(_envelope(_sender_address(sender)), _envelope(to_email), data, message_id)
+
+
+_EXTRA_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
+
+
+def _render(kind: str, to_name: str, ctx: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, text, HTML) of an email of `kind`."""
     # An alert's own context names the person whose message failed; it must not be overwritten.
-    svc = services()
-    ctx = {"to_name": to_name, **ctx, "setting": svc.config.setting}
+    ctx = {"to_name": to_name, **ctx, "setting": services().config.setting}
     # The app's Jinja environment (autoescaping .html), without render_template's request
     # context processors and signals, which no email uses: thousands are rendered on opening day.
     env = current_app.jinja_env
     subject = " ".join(env.get_template(f"emails/{kind}.subject.txt").render(ctx).split())
-    domain = _domain(svc.config.mail.sender)
-    msg = _Message(
-        subject=subject,
-        recipients=[(to_name, to_email)],
-        body=env.get_template(f"emails/{kind}.txt").render(ctx),
-        html=env.get_template(f"emails/{kind}.html").render(ctx),
-        extra_headers={"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"},
-    )
-    msg.msgId = email.utils.make_msgid(domain=domain)
-    return msg
+    return (subject, env.get_template(f"emails/{kind}.txt").render(ctx),
+            env.get_template(f"emails/{kind}.html").render(ctx))
+
+
+def _message_id() -> str:
+    return email.utils.make_msgid(domain=_domain(services().config.mail.sender))
+
+
+def _has_newline(text: str) -> bool:
+    return "\r" in text or "\n" in text
 
 
 @dataclass(frozen=True)
@@ -61,16 +87,6 @@ class Wire:
     envelope_to: str
     data: bytes
     message_id: str
-
-
-def to_wire(msg: Message) -> Wire:
-    """What Flask-Mail's Connection.send() puts on the wire, worked out ahead of sending, so a
-    batch can be composed in one process and sent from another."""
-    if msg.has_bad_headers():
-        raise BadHeaderError
-    ((_, address),) = msg.send_to
-    return Wire(_envelope(_sender_address(msg.sender)), _envelope(address), msg.as_bytes(),
-                msg.msgId)
 
 
 def send(conn: Connection, wire: Wire, meanwhile: Callable[[], None] | None = None) -> None:
@@ -87,7 +103,19 @@ def send(conn: Connection, wire: Wire, meanwhile: Callable[[], None] | None = No
 
 
 class _Message(Message):
-    """Flask-Mail's message, built as multipart/alternative with every header plain ASCII.
+    """Flask-Mail's message (for Connection.send()), made as make_wire() makes its bytes."""
+
+    def _message(self) -> email.message.Message:
+        return _mime(self.subject, self.sender, self.recipients[0], self.body, self.html,
+                     self.msgId, self.date, self.extra_headers or {})
+
+    def as_bytes(self) -> bytes:
+        return _flatten(self._message())
+
+
+def _mime(subject: str, sender: str, to: tuple[str, str], body: str, html: str, message_id: str,
+          date: float | None, extra_headers: dict[str, str]) -> email.message.Message:
+    """A multipart/alternative message with every header plain ASCII.
 
     Flask-Mail RFC 2047-encodes every display name (and encodes a pre-formatted one twice), and
     Python 3.11's SMTP policy refolds an ASCII encoded-word back unquoted, so a roster name like
@@ -96,30 +124,29 @@ class _Message(Message):
     policy that writes short headers as they are: the opening day's 5,000 emails spend their time
     on the wire, not in re-folding headers.
     """
+    boundary = f"=_{secrets.token_hex(12)}"
+    msg = email.message.Message(policy=_WIRE)
+    msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    msg["MIME-Version"] = "1.0"
+    name, addr = to
+    if not name:  # an address configured as "Office <office@example.org>"
+        name, addr = email.utils.parseaddr(addr)
+    msg["Subject"] = sanitize_subject(subject, "utf-8")
+    msg["From"] = _from_header(sender)
+    msg["To"] = email.utils.formataddr((name, addr))
+    msg["Date"] = email.utils.formatdate(date, localtime=True)
+    msg["Message-ID"] = message_id
+    for key, value in extra_headers.items():
+        msg[key] = value
+    # The two parts, already in wire form: the generator writes a string payload as it is.
+    msg.set_payload(_alternatives(boundary, [("plain", body), ("html", html)]))
+    return msg
 
-    def _message(self) -> email.message.Message:
-        boundary = f"=_{secrets.token_hex(12)}"
-        msg = email.message.Message(policy=_WIRE)
-        msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-        msg["MIME-Version"] = "1.0"
-        name, addr = self.recipients[0]
-        if not name:  # an address configured as "Office <office@example.org>"
-            name, addr = email.utils.parseaddr(addr)
-        msg["Subject"] = sanitize_subject(self.subject, "utf-8")
-        msg["From"] = _from_header(self.sender)
-        msg["To"] = email.utils.formataddr((name, addr))
-        msg["Date"] = email.utils.formatdate(self.date, localtime=True)
-        msg["Message-ID"] = self.msgId
-        for key, value in (self.extra_headers or {}).items():
-            msg[key] = value
-        # The two parts, already in wire form: the generator writes a string payload as it is.
-        msg.set_payload(_alternatives(boundary, [("plain", self.body), ("html", self.html)]))
-        return msg
 
-    def as_bytes(self) -> bytes:
-        out = io.BytesIO()
-        BytesGenerator(out, mangle_from_=False, policy=_WIRE).flatten(self._message())
-        return out.getvalue()
+def _flatten(msg: email.message.Message) -> bytes:
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=_WIRE).flatten(msg)
+    return out.getvalue()
 
 
 def _alternatives(boundary: str, parts: list[tuple[str, str]]) -> str:
