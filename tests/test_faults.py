@@ -357,6 +357,43 @@ def test_a_composing_failure_stops_the_run_with_one_line_and_hands_its_claims_ba
     assert mail.inbox.recipients() == Counter({address: 1 for address in people})
 
 
+def test_a_run_that_stops_hands_back_every_claim_made_ahead_and_drops_their_links(
+        setting, cli, mail, monkeypatch):
+    """Claims are made batches ahead (on PostgreSQL by a turn still running while a batch is
+    sent): a run stopping in its third batch hands all of them back, and no unsent link is left."""
+    from workflow import compose
+    from workflow.models import Link
+
+    people = [f"person{i:03}@example.org" for i in range(260)]
+    config = setting(roster="name,email\n" + "".join(f"Person {i:03},{a}\n"
+                                                     for i, a in enumerate(people)))
+    real = compose.make_wire
+
+    def broken(kind, to_name, to_email, ctx):
+        if to_email == "person120@example.org":  # the third batch
+            raise RuntimeError("the template is broken")
+        return real(kind, to_name, to_email, ctx)
+
+    monkeypatch.setattr(compose, "make_wire", broken)
+    result = cli("tick", "--at", OPEN, config=config)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == ("signoff: cannot compose an email: RuntimeError: "
+                                     "the template is broken")
+    rows = outbox(config)
+    sent = [row for row in rows.values() if row.status == "sent"]
+    assert len(sent) == len(mail.inbox) == 2 * outbox_mod_batch()
+    waiting = [row for row in rows.values() if row.status == "pending"]
+    assert len(waiting) == 260 - len(sent)
+    assert all(row.claimed_until is None and row.claimed_by is None for row in waiting)
+    assert len(table(config, Link)) == len(sent)  # one link in each email sent, no other
+
+    monkeypatch.undo()
+    again = cli("tick", "--at", OPEN, config=config)
+    assert again.exit_code == 0, again.output
+    assert mail.inbox.recipients() == Counter({address: 1 for address in people})
+    assert len(table(config, Link)) == 260
+
+
 def outbox_mod_batch() -> int:
     from workflow.outbox import BATCH
 

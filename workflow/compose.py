@@ -202,7 +202,10 @@ class Composer:
     def submit(self, ids: list[int], links: dict[int, str]) -> None:
         self.pending.append((ids, links))
         if self.process is not None:
-            self._orders.send((ids, links))
+            try:
+                self._orders.send((ids, links))
+            except OSError:  # the helper has stopped (a batch ahead failed): result() says why
+                pass
 
     def result(self) -> list[Composed]:
         """The oldest submitted batch, composed. Until this returns, its ids stay outstanding."""

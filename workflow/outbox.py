@@ -181,11 +181,19 @@ class _Run:
             self.turns = _Turns(self.svc)
         self.turning = self.turns.submit(self._turn, handed, wanted)
 
-    def collect(self) -> None:
-        """Take up the claims of a turn made on its thread (see turn())."""
+    def collect(self, take: bool = True) -> list[int]:
+        """Take up the claims of a turn made on its thread (see turn()). With `take` false (the
+        run is ending) they are not sent to composing: their ids are returned, to hand back."""
         turning, self.turning = self.turning, None
-        if turning is not None:
-            self._take(turning.result())
+        if turning is None:
+            return []
+        claims = turning.result()
+        if take:
+            self._take(claims)
+            return []
+        for _, _, links in claims:
+            self.links.update({i: link[2] for i, link in links.items()})
+        return [i for _, ids, _ in claims for i in ids]
 
     def _turn(self, writer: RawWriter, handed: list[Composed], wanted: int) -> list[tuple]:
         """The turn's statements, on `writer` in its transaction: (lease start, ids, links) of each
@@ -316,15 +324,16 @@ class _Run:
         """Whatever this run claimed and did not send goes back now, without spending attempts,
         rather than waiting out its lease (a stop, a composing error, an interrupt); what was
         handed is followed through, or left for a later run to finish."""
+        untaken: list[int] = []
         try:
             try:
-                self.collect()  # its claims are outstanding: released below
+                untaken = self.collect(take=False)
             finally:
                 if self.handed:
                     handed, self.handed = self.handed, []
                     with self.ledger.transaction() as writer:
                         _follow_through(writer, [_handed(item, self.now) for item in handed])
-                self.release(self.unsent + self.composer.outstanding())
+                self.release(self.unsent + self.composer.outstanding() + untaken)
         finally:
             self.composer.close()
             self._close_turns()
