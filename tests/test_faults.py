@@ -326,19 +326,10 @@ def test_a_claim_about_to_run_out_is_handed_back_and_sent_once_under_a_new_one(
 
 def test_a_composing_failure_stops_the_run_with_one_line_and_hands_its_claims_back(
         setting, cli, mail, monkeypatch):
-    from workflow import compose
-
     people = [f"person{i:03}@example.org" for i in range(120)]  # enough for the helper process
-    config = setting(roster="name,email\n" + "".join(f"Person {i:03},{a}\n"
-                                                     for i, a in enumerate(people)))
-    real = compose.make_wire
-
-    def broken(kind, to_name, to_email, ctx):
-        if to_email == "person070@example.org":  # in the second batch, composed by the helper
-            raise RuntimeError("the template is broken")
-        return real(kind, to_name, to_email, ctx)
-
-    monkeypatch.setattr(compose, "make_wire", broken)
+    config = setting(roster=roster_of(people))
+    # In the second batch, composed by the helper.
+    composing_fails_for(monkeypatch, "person070@example.org")
     result = cli("tick", "--at", OPEN, config=config)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
@@ -361,20 +352,11 @@ def test_a_run_that_stops_hands_back_every_claim_made_ahead_and_drops_their_link
         setting, cli, mail, monkeypatch):
     """Claims are made batches ahead (on PostgreSQL by a turn still running while a batch is
     sent): a run stopping in its third batch hands all of them back, and no unsent link is left."""
-    from workflow import compose
     from workflow.models import Link
 
     people = [f"person{i:03}@example.org" for i in range(260)]
-    config = setting(roster="name,email\n" + "".join(f"Person {i:03},{a}\n"
-                                                     for i, a in enumerate(people)))
-    real = compose.make_wire
-
-    def broken(kind, to_name, to_email, ctx):
-        if to_email == "person120@example.org":  # the third batch
-            raise RuntimeError("the template is broken")
-        return real(kind, to_name, to_email, ctx)
-
-    monkeypatch.setattr(compose, "make_wire", broken)
+    config = setting(roster=roster_of(people))
+    composing_fails_for(monkeypatch, "person120@example.org")  # the third batch
     result = cli("tick", "--at", OPEN, config=config)
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == ("signoff: cannot compose an email: RuntimeError: "
@@ -392,6 +374,24 @@ def test_a_run_that_stops_hands_back_every_claim_made_ahead_and_drops_their_link
     assert again.exit_code == 0, again.output
     assert mail.inbox.recipients() == Counter({address: 1 for address in people})
     assert len(table(config, Link)) == 260
+
+
+def roster_of(addresses: list[str]) -> str:
+    return "name,email\n" + "".join(f"Person {i:03},{a}\n" for i, a in enumerate(addresses))
+
+
+def composing_fails_for(monkeypatch, address: str) -> None:
+    """Composing the email to `address` raises, as a broken template would."""
+    from workflow import compose
+
+    real = compose.make_wire
+
+    def broken(kind, to_name, to_email, ctx):
+        if to_email == address:
+            raise RuntimeError("the template is broken")
+        return real(kind, to_name, to_email, ctx)
+
+    monkeypatch.setattr(compose, "make_wire", broken)
 
 
 def outbox_mod_batch() -> int:
