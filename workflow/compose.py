@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from . import planner, policies
+from . import planner
 from .app import Services
 from .mailer import make_wire
 from .models import Cycle, Outbox, Request
@@ -102,7 +103,7 @@ def _compose(svc: Services, session: Session, row: Outbox, request: Request | No
         item.to_email, item.to_name = staff.email, staff.name
         item.request_id, item.staff_id = request.id, request.staff_id
         item.advance = advance(svc, request, now)
-        ctx = reminder_context(svc, session, request, row.stage or 0, now)
+        ctx = reminder_context(svc, request, row.stage or 0, now)
         ctx["link"] = f"{svc.config.setting.base_url}/c/{token}"
     elif row.kind == "digest":
         from .digest import digest_context
@@ -123,14 +124,19 @@ def _compose(svc: Services, session: Session, row: Outbox, request: Request | No
 def advance(svc: Services, request: Request, now: dt.datetime) -> dict[str, Any]:
     """The first reminder's outcome starts the person's clock: follow-ups and overdue count from
     it. Worked out here, from the tick's `now`, so the sending loop only has to store it."""
-    state = state_of(request)
+    overdue, next_check = _clock_after(svc.calendar, now, state_of(request))
+    return {"request_id": request.id, "now": now, "overdue": overdue, "next_check": next_check}
+
+
+@functools.lru_cache(maxsize=1024)
+def _clock_after(cal, now: dt.datetime, state: planner.RequestState):
+    """(overdue, next check) of a request in `state` once a message goes at `now`: on the opening
+    day the same for everyone, so worked out once rather than for each of thousands."""
     after = replace(state, reminded_at=state.reminded_at or now, last_message_at=now)
-    return {"request_id": request.id, "now": now,
-            "overdue": planner.overdue_at(after.reminded_at, svc.calendar),
-            "next_check": planner.next_check(after, svc.calendar, now)}
+    return planner.overdue_at(after.reminded_at, cal), planner.next_check(after, cal, now)
 
 
-def reminder_context(svc: Services, session: Session, request: Request, stage: int,
+def reminder_context(svc: Services, request: Request, stage: int,
                      now: dt.datetime) -> dict[str, Any]:
     cal = svc.calendar
     policy = request.cycle.policy
@@ -139,7 +145,6 @@ def reminder_context(svc: Services, session: Session, request: Request, stage: i
     return {
         "person": request.staff,
         "policy": policy,
-        "version": _version(session, policy.id),
         "stage": stage,
         "stage_label": planner.stage_label(stage),
         "due_date": due.astimezone(cal.tz),
@@ -147,14 +152,6 @@ def reminder_context(svc: Services, session: Session, request: Request, stage: i
         "policy_note": next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug),
                             None),
     }
-
-
-def _version(session: Session, policy_id: int):
-    """The policy's current version, looked up once per session (a batch), not once per message."""
-    versions = session.info.setdefault("policy_versions", {})
-    if policy_id not in versions:
-        versions[policy_id] = policies.current_version(session, policy_id)
-    return versions[policy_id]
 
 
 def _current(svc: Services, request: Request, now: dt.datetime) -> bool:

@@ -65,10 +65,9 @@ def test_email():
             flash("No policy is loaded yet: run `signoff init` first.", "problem")
             return redirect(url_for("admin.schedule"), code=303)
         policy = configured[0]
-        version = policies.current_version(session, policy.id)
     note = next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug), None)
     ctx = {"person": SimpleNamespace(name="Sample Person", email=current_user.email),
-           "policy": policy, "version": version, "stage": planner.REMINDER,
+           "policy": policy, "stage": planner.REMINDER,
            "stage_label": planner.stage_label(planner.REMINDER),
            "due_date": planner.overdue_at(moment, cal).astimezone(cal.tz), "first_sent": None,
            "policy_note": note, "link": svc.config.setting.base_url + SAMPLE_LINK}
