@@ -198,8 +198,7 @@ class _Run:
     def _turn(self, writer: RawWriter, handed: list[Composed], wanted: int) -> list[tuple]:
         """The turn's statements, on `writer` in its transaction: (lease start, ids, links) of each
         batch claimed. Touches nothing of the run's but its clock: it may run on a thread."""
-        if handed:
-            _follow_through(writer, [_handed(item, self.now) for item in handed])
+        self._follow_through(writer, handed)
         claims = []
         for _ in range(wanted):
             at = self.clock()
@@ -215,6 +214,10 @@ class _Run:
             if len(rows) < BATCH:
                 break
         return claims
+
+    def _follow_through(self, writer: RawWriter, handed: list[Composed]) -> None:
+        if handed:
+            _follow_through(writer, [_handed(item, self.now) for item in handed])
 
     def _take(self, claims: list[tuple]) -> None:
         for at, ids, links in claims:
@@ -332,7 +335,7 @@ class _Run:
                 if self.handed:
                     handed, self.handed = self.handed, []
                     with self.ledger.transaction() as writer:
-                        _follow_through(writer, [_handed(item, self.now) for item in handed])
+                        self._follow_through(writer, handed)
                 self.release(self.unsent + self.composer.outstanding() + untaken)
         finally:
             self.composer.close()
