@@ -13,6 +13,7 @@ import email.policy
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -38,6 +39,8 @@ class FaultInbox:
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     data_delay: float = 0.0  # seconds every DATA takes: a slow server
+    on_data: Callable[[str], None] | None = None  # called with each message's recipient,
+    # before the message is taken
     hits: Counter = field(default_factory=Counter)  # (address, at, action) -> times a rule fired
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,6 +97,8 @@ class FaultHandler:
             rule = self._rule("DATA", address)
             if rule is not None:
                 return await self._act(rule, server)
+        if self.inbox.on_data is not None:
+            self.inbox.on_data(envelope.rcpt_tos[0])
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.inbox.lock:
             self.inbox.messages.append(message)

@@ -400,6 +400,50 @@ def outbox_mod_batch() -> int:
     return BATCH
 
 
+def test_each_message_the_server_took_is_stored_before_the_next_can_be_taken(setting, cli, mail):
+    """What makes a kill cost at most one duplicate: each message's outcome is stored (on
+    PostgreSQL, while the next one's MAIL and RCPT go over the wire) before the server can take
+    the next. The server checks as each message arrives, over more than a batch; and one outcome
+    is held up by a lock on its row, which the next message must wait for."""
+    import threading
+
+    from sqlalchemy import func
+
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Outbox
+
+    people = [f"person{i:03}@example.org" for i in range(120)]
+    config = setting(roster=roster_of(people))
+    db = Database(config_mod.load(config).database.url)
+    behind, locked = [], threading.Event()
+
+    def hold_the_row(address: str) -> None:
+        with db.write_core() as conn:  # on SQLite, the whole database
+            conn.execute(select(Outbox.id).where(Outbox.to_email == address).with_for_update())
+            locked.set()
+            time.sleep(0.5)
+
+    def check(address: str) -> None:
+        with db.read_core() as conn:
+            stored = conn.execute(select(func.count()).select_from(Outbox)
+                                  .where(Outbox.status.in_(["handed", "sent"]))).scalar_one()
+        if stored < len(mail.inbox):
+            behind.append((address, len(mail.inbox), stored))
+        if address == people[60]:
+            threading.Thread(target=hold_the_row, args=(address,), daemon=True).start()
+            locked.wait(10)
+
+    mail.inbox.on_data = check
+    try:
+        result = cli("tick", "--at", OPEN, config=config)
+    finally:
+        db.dispose()
+    assert result.exit_code == 0, result.output
+    assert sorted(mail.inbox.recipients()) == people
+    assert behind == []
+
+
 def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(setting, mail):
     from workflow.outbox import LEASE
 

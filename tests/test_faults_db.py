@@ -81,3 +81,47 @@ def test_claims_lock_rows_the_way_each_database_needs(setup, db_url):
         assert "FOR UPDATE" not in update
     else:
         assert "FOR UPDATE SKIP LOCKED" in update
+
+
+def test_a_statement_started_and_not_waited_for_reports_its_own_error(setup):
+    """RawWriter.start() (each email's outcome, stored while the next is on the wire): a failing
+    statement raises its own database error, at the latest when it is waited for, and the writer
+    goes on working."""
+    import sqlite3
+
+    from sqlalchemy import insert
+
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Outbox
+
+    db = Database(config_mod.load(setup()).database.url)
+    writer = db.raw_writer()
+    now = dt.datetime(2026, 9, 1, 8, tzinfo=dt.timezone.utc)
+
+    def row(key: str) -> dict:
+        return {"key": key, "kind": "alert", "to_email": "office@example.org", "to_name": "",
+                "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now}
+
+    errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    if not db.is_sqlite:
+        import psycopg
+
+        errors = (psycopg.errors.UniqueViolation,)
+    try:
+        writer.start(insert(Outbox.__table__), row("a"))
+        writer.finish()
+        try:
+            writer.start(insert(Outbox.__table__), row("a"))  # the same key again
+            writer.finish()
+        except errors:
+            pass
+        else:
+            raise AssertionError("a second row with the same key was stored")
+        writer.start(insert(Outbox.__table__), row("b"))
+        writer.execute(insert(Outbox.__table__), row("c"))  # waits for "b" first
+        with db.read() as session:
+            assert sorted(session.scalars(select(Outbox.key))) == ["a", "b", "c"]
+    finally:
+        writer.close()
+        db.dispose()

@@ -7,6 +7,7 @@ SQLite gets WAL and a busy timeout, and writes that must not interleave start wi
 from __future__ import annotations
 
 import datetime as dt
+import select as io
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -142,9 +143,12 @@ class RawWriter:
             self.cursor.execute("SET synchronous_commit TO off")
         self._compiled: dict[tuple, tuple] = {}
         self.dialect = db.engine.dialect.name
+        self._started = False  # a statement sent by start(), its result not yet read
+        self._prepared: dict[tuple, tuple] = {}  # statements start() prepared on the server
 
     @contextmanager
     def transaction(self) -> Iterator[RawWriter]:
+        self.finish()
         # On SQLite, as write() does: the write lock from the start.
         self.cursor.execute("BEGIN IMMEDIATE" if self.db.is_sqlite else "BEGIN")
         try:
@@ -157,14 +161,82 @@ class RawWriter:
             raise
         self.cursor.execute("COMMIT")
 
+    def start(self, statement, params: dict) -> None:
+        """Run one statement as its own transaction, without waiting for it on PostgreSQL:
+        finish() waits for it and raises its error, if any. Anything else done with the writer
+        finishes it first.
+
+        The sending loop starts each email's outcome as the mail server is given the next
+        message's MAIL command and finishes it before that message's DATA: the database and the
+        mail server work at once, and the outcome is still stored before anything more is sent.
+        The statement goes to the server as a prepared one, straight through libpq (psycopg.pq),
+        since a cursor has no way to send a statement and read its result later.
+        """
+        self.finish()
+        if self.db.is_sqlite:  # in-process: done at once
+            self.execute(statement, params)
+            return
+        name, convert = self._prepare_on_server(statement, params)
+        pgconn = self.dbapi.driver_connection.pgconn
+        pgconn.send_query_prepared(name, convert(params))
+        self._started = True
+        while pgconn.flush():  # the connection is non-blocking: a full socket buffer
+            io.select([], [pgconn.socket], [])
+
+    def finish(self) -> None:
+        """Wait for the statement start() sent (see there)."""
+        if not self._started:
+            return
+        self._started = False
+        pgconn = self.dbapi.driver_connection.pgconn
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            io.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        from psycopg import pq
+
+        error = None
+        while (result := pgconn.get_result()) is not None:
+            if error is None and result.status == pq.ExecStatus.FATAL_ERROR:
+                error = _error_of(result)
+        if error is not None:
+            raise error
+
+    def _prepare_on_server(self, statement, params: dict):
+        """(name, a function turning `params` into libpq's) of `statement` prepared on the server
+        for start(), once for each statement and set of parameter names."""
+        key = (statement, tuple(params))
+        if key not in self._prepared:
+            from psycopg import pq
+            from psycopg.adapt import PyFormat, Transformer
+            from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+
+            # Compiled with libpq's own placeholders ($1, $2…) and the parameters in their order.
+            sql, convert = self._compile(statement, params, psycopg_dialect(
+                paramstyle="numeric_dollar"))
+            name = f"signoff_{len(self._prepared)}".encode()
+            result = self.dbapi.driver_connection.pgconn.prepare(name, sql.encode())
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                raise _error_of(result)
+            dump = Transformer.from_context(self.dbapi.driver_connection)
+
+            def to_server(values: dict) -> list:
+                converted = convert(values)
+                return dump.dump_sequence(converted, [PyFormat.TEXT] * len(converted))
+
+            self._prepared[key] = (name, to_server)
+        return self._prepared[key]
+
     def execute(self, statement, params: dict) -> int:
         """Run one statement; returns how many rows it changed."""
+        self.finish()
         sql, convert = self._prepare(statement, params)
         self.cursor.execute(sql, convert(params))
         return self.cursor.rowcount
 
     def rows(self, statement, params: dict) -> list[tuple]:
         """Run one statement and return its rows (for UPDATE … RETURNING)."""
+        self.finish()
         sql, convert = self._prepare(statement, params)
         self.cursor.execute(sql, convert(params))
         return self.cursor.fetchall()
@@ -173,6 +245,7 @@ class RawWriter:
         """executemany() for a statement that returns ids (UPDATE … RETURNING id): all of them."""
         if not rows:
             return set()
+        self.finish()
         if self.db.is_sqlite:  # in-process: a statement per row costs next to nothing
             sql, convert = self._prepare(statement, rows[0])
             found = set()
@@ -193,6 +266,7 @@ class RawWriter:
         """
         if not rows:
             return
+        self.finish()
         if self.db.is_sqlite:
             sql, convert = self._prepare(statement, rows[0])
             self.cursor.executemany(sql, [convert(row) for row in rows])
@@ -216,8 +290,8 @@ class RawWriter:
             self._compiled[key] = self._compile(statement, params)
         return self._compiled[key]
 
-    def _compile(self, statement, params: dict):
-        dialect = self.db.engine.dialect
+    def _compile(self, statement, params: dict, dialect=None):
+        dialect = dialect or self.db.engine.dialect
         compiled = statement.compile(dialect=dialect, column_keys=list(params))
         binds = compiled.bind_names  # BindParameter -> its name in the SQL
         defaults = {name: bind.effective_value for bind, name in binds.items() if not bind.required}
@@ -237,7 +311,10 @@ class RawWriter:
 
     def close(self) -> None:
         try:
+            self.finish()
             if not self.db.is_sqlite:  # back to the pool as SQLAlchemy expects it
+                for name, _ in self._prepared.values():
+                    self.cursor.execute(f"DEALLOCATE {name.decode()}")
                 self.cursor.execute("RESET synchronous_commit")
                 self.dbapi.driver_connection.autocommit = False
             self.cursor.close()
@@ -245,6 +322,18 @@ class RawWriter:
             self.dbapi.invalidate()
         finally:
             self.dbapi.close()
+
+
+def _error_of(result):
+    """The psycopg exception for a libpq result that failed, with its SQLSTATE's class."""
+    from psycopg import errors, pq
+
+    sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    message = result.error_message.decode("utf-8", "replace").strip()
+    try:
+        return errors.lookup(sqlstate)(message)
+    except KeyError:
+        return errors.DatabaseError(message)
 
 
 def _over_arrays(statement, names: tuple[str, ...]):

@@ -89,17 +89,20 @@ class Wire:
     message_id: str
 
 
-def send(conn: Connection, wire: Wire, meanwhile: Callable[[], None] | None = None) -> None:
+def send(conn: Connection, wire: Wire, meanwhile: Callable[[], None] | None = None,
+         before_data: Callable[[], None] | None = None) -> None:
     """Send one message. `meanwhile`, if given, runs once while the server reads this message's
-    MAIL command (before its reply is read), or before this returns if it never got that far: the
-    caller records the previous message's outcome there, in time the wire would otherwise idle,
-    and still before this message's DATA."""
+    MAIL command (before its reply is read); `before_data` runs before its DATA command is sent.
+    Each runs before this returns if the message never got that far. The caller starts storing
+    the previous message's outcome in the one, in time the wire would otherwise idle, and waits
+    for it in the other: it is stored before this message can be taken."""
     host = conn.host
-    host.meanwhile = meanwhile
+    host.meanwhile, host.before_data = meanwhile, before_data
     try:
         host.sendmail(wire.envelope_from, [wire.envelope_to], wire.data)
     finally:
         _run_meanwhile(host)
+        _run_before_data(host)
 
 
 class _Message(Message):
@@ -209,16 +212,27 @@ def _run_meanwhile(host) -> None:
         work()
 
 
+def _run_before_data(host) -> None:
+    work, host.before_data = getattr(host, "before_data", None), None
+    if work is not None:
+        work()
+
+
 class _Meanwhile:
-    """An SMTP client that runs a pending `meanwhile` (see send()) before it reads a reply: the
-    command has been written and the server is at work on it. One command at a time, as ever:
-    nothing is pipelined."""
+    """An SMTP client that runs a pending `meanwhile` (see send()) before it reads a reply, when
+    the command has been written and the server is at work on it, and a pending `before_data`
+    before it sends DATA. One command at a time, as ever: nothing is pipelined."""
 
     meanwhile: Callable[[], None] | None = None
+    before_data: Callable[[], None] | None = None
 
     def getreply(self):
         _run_meanwhile(self)
         return super().getreply()
+
+    def data(self, msg):
+        _run_before_data(self)
+        return super().data(msg)
 
 
 class _SMTP(_Meanwhile, smtplib.SMTP):

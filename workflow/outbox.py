@@ -276,7 +276,7 @@ class _Run:
                     self.release([c.outbox_id for c in todo[index:]])
                     self.unsent.clear()
                     return False
-                stop = self.send_one(item, meanwhile=record)
+                stop = self.send_one(item, meanwhile=record, before_data=self.ledger.finish)
                 if stop:
                     return True
                 self.links.pop(item.outbox_id, None)
@@ -289,15 +289,16 @@ class _Run:
             return False
         finally:
             record()
+            self.ledger.finish()
 
-    def send_one(self, item: Composed, meanwhile) -> bool | None:
+    def send_one(self, item: Composed, meanwhile, before_data) -> bool | None:
         """None if the server took it; False if it refused it (recorded); True if the run must
         stop (nothing recorded, nothing spent)."""
         result = self.result
         try:
             if self.conn is None:
                 self.conn = _open()
-            send(self.conn, item, meanwhile=meanwhile)
+            send(self.conn, item, meanwhile=meanwhile, before_data=before_data)
         except MailServerDown as exc:
             result.stopped = str(exc)
             return True
@@ -374,8 +375,13 @@ class _Ledger:
                 session.execute(_MARK_SENT, params)
                 mark_escalated(session, session.get(Outbox, item.outbox_id), now)
             return False
-        self._writer().execute(_MARK_HANDED if item.advance else _MARK_SENT, params)  # one commit
+        self._writer().start(_MARK_HANDED if item.advance else _MARK_SENT, params)  # one commit
         return item.advance is not None
+
+    def finish(self) -> None:
+        """Wait for the outcome sent() started to be stored."""
+        if self.writer is not None:
+            self.writer.finish()
 
     def close(self) -> None:
         if self.writer is not None:
