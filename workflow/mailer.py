@@ -101,8 +101,8 @@ def send(conn: Connection, wire: Wire, meanwhile: Callable[[], None] | None = No
     try:
         host.sendmail(wire.envelope_from, [wire.envelope_to], wire.data)
     finally:
-        _run_meanwhile(host)
-        _run_before_data(host)
+        _run_pending(host, "meanwhile")
+        _run_pending(host, "before_data")
 
 
 class _Message(Message):
@@ -206,14 +206,10 @@ class _Wire(email.policy.Compat32):
 _WIRE = _Wire(linesep="\r\n")
 
 
-def _run_meanwhile(host) -> None:
-    work, host.meanwhile = getattr(host, "meanwhile", None), None
-    if work is not None:
-        work()
-
-
-def _run_before_data(host) -> None:
-    work, host.before_data = getattr(host, "before_data", None), None
+def _run_pending(host, hook: str) -> None:
+    """Run the host's pending `meanwhile` or `before_data` (see send()), once."""
+    work = getattr(host, hook, None)
+    setattr(host, hook, None)
     if work is not None:
         work()
 
@@ -227,11 +223,11 @@ class _Meanwhile:
     before_data: Callable[[], None] | None = None
 
     def getreply(self):
-        _run_meanwhile(self)
+        _run_pending(self, "meanwhile")
         return super().getreply()
 
     def data(self, msg):
-        _run_before_data(self)
+        _run_pending(self, "before_data")
         return super().data(msg)
 
 
