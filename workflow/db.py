@@ -7,15 +7,15 @@ SQLite gets WAL and a busy timeout, and writes that must not interleave start wi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import select as io
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import (BindParameter, Connection, Engine, String, bindparam, cast, create_engine,
-                        event, func, select)
+from sqlalchemy import (JSON, BindParameter, Connection, Engine, String, any_, bindparam, cast,
+                        column, create_engine, event, func, select)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import visitors
@@ -84,6 +84,14 @@ class Database:
         # rowcount (how many rows went in) is only kept for an INSERT when asked for; else -1 on PG.
         return (dialect.insert(table).on_conflict_do_nothing()
                 .execution_options(preserve_rowcount=True))
+
+    def among(self, column, name: str):
+        """`column IN (…)` the list given as parameter `name`. On PostgreSQL `column = ANY(…)` of
+        one array: an IN of five hundred ids is a statement of five hundred placeholders, which
+        SQLAlchemy renders and psycopg parses afresh for each execution (too long to cache)."""
+        if self.is_sqlite:
+            return column.in_(bindparam(name, expanding=True))
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
 
     def refresh_statistics(self, *tables: str) -> None:
         """ANALYZE `tables` on PostgreSQL, after a statement changed a large share of their rows.
@@ -253,16 +261,19 @@ class RawWriter:
                 self.cursor.execute(sql, convert(row))
                 found.update(r[0] for r in self.cursor.fetchall())
             return found
-        self._execute_over_arrays(statement, rows)
+        self._execute_over_rows(statement, rows)
         return {row[0] for row in self.cursor.fetchall()}
 
     def executemany(self, statement, rows: list[dict]) -> None:
         """Run `statement` for each of `rows` (dicts with the same keys).
 
-        On PostgreSQL as one statement over arrays, one per parameter: `INSERT … SELECT … FROM
-        unnest(…)`, or `UPDATE … FROM unnest(…)`. The server then plans and runs one statement for
-        a batch of emails instead of fifty, which on the opening day is most of its work. Rows an
-        UPDATE gives more than once get one of their values: the caller passes each once.
+        On PostgreSQL as one statement over the rows sent as one JSON document: `INSERT … SELECT
+        … FROM json_to_recordset(…)`, or `UPDATE … FROM json_to_recordset(…)`. The server then
+        plans and runs one statement for a batch of emails instead of fifty, which on the opening
+        day is most of its work; and the document is made by the json module's C encoder, where
+        an array per parameter was made element by element in Python (quoting each string with a
+        regular expression). Rows an UPDATE gives more than once get one of their values: the
+        caller passes each once.
         """
         if not rows:
             return
@@ -271,16 +282,17 @@ class RawWriter:
             sql, convert = self._prepare(statement, rows[0])
             self.cursor.executemany(sql, [convert(row) for row in rows])
         else:
-            self._execute_over_arrays(statement, rows)
+            self._execute_over_rows(statement, rows)
 
-    def _execute_over_arrays(self, statement, rows: list[dict]) -> None:
+    def _execute_over_rows(self, statement, rows: list[dict]) -> None:
         names = tuple(rows[0])
-        key = ("over arrays", statement, names)
+        key = ("over rows", statement, names)
         if key not in self._compiled:
-            self._compiled[key] = self._compile(_over_arrays(statement, names),
-                                                dict.fromkeys(names))
-        sql, convert = self._compiled[key]
-        self.cursor.execute(sql, convert({name: [row[name] for row in rows] for name in names}))
+            over, encode = _over_rows(statement, names, self.db.engine.dialect)
+            sql, convert = self._compile(over, {"rows": None})
+            self._compiled[key] = (sql, convert, encode)
+        sql, convert, encode = self._compiled[key]
+        self.cursor.execute(sql, convert({"rows": encode(rows)}))
 
     def _prepare(self, statement, params: dict):
         """(SQL, a function turning `params` into the driver's parameters), built once for each
@@ -336,26 +348,49 @@ def _error_of(result):
         return errors.DatabaseError(message)
 
 
-def _over_arrays(statement, names: tuple[str, ...]):
+def _over_rows(statement, names: tuple[str, ...], dialect):
     """`statement`, run once per row of parameters `names`, as one PostgreSQL statement that reads
-    the rows from one array per parameter (see RawWriter.executemany)."""
+    the rows from one JSON parameter (see RawWriter.executemany); and the function that encodes
+    a list of rows as that parameter, each value converted as its type converts it for a bind."""
     if statement.is_insert:
         types = {name: statement.table.c[name].type for name in names}
     else:
         types = {}
         visitors.traverse(statement, {}, {"bindparam": lambda b: types.setdefault(b.key, b.type)})
-    # A string's length is left to the column: cast to VARCHAR(n), a longer one would be cut.
-    arrays = {name: ARRAY(String() if isinstance(types[name], String) else types[name])
-              for name in names}
-    rows = (func.unnest(*[cast(bindparam(name, type_=arrays[name]), arrays[name])
-                          for name in names])
-            .table_valued(*names).render_derived())
+    # Strings are read without a length: the column's own limit applies, as it would to a bind.
+    declared = {name: String() if isinstance(types[name], String) else types[name]
+                for name in names}
+    rows = (func.json_to_recordset(cast(bindparam("rows", type_=String()), postgresql.JSON()))
+            .table_valued(*[column(name, declared[name]) for name in names])
+            .render_derived(with_types=True))
+    # A JSON column's value goes into the document as it is, not as a string of JSON.
+    processors = [(name, _remembered(process)) for name in names
+                  if not isinstance(types[name], JSON)
+                  and (process := types[name].dialect_impl(dialect).bind_processor(dialect))]
+
+    def encode(values: list[dict]) -> str:
+        if processors:
+            values = [dict(row) for row in values]
+            for row in values:
+                for name, process in processors:
+                    row[name] = process(row[name])
+        return json.dumps(values, default=_json_value, separators=(",", ":"))
+
     if statement.is_insert:
-        return statement.from_select(list(names), select(*[rows.c[name] for name in names]))
-    return visitors.replacement_traverse(
-        statement, {},
-        lambda element: rows.c[element.key] if (isinstance(element, BindParameter)
-                                                and element.key in names) else None)
+        over = statement.from_select(list(names), select(*[rows.c[name] for name in names]))
+    else:
+        over = visitors.replacement_traverse(
+            statement, {},
+            lambda element: rows.c[element.key] if (isinstance(element, BindParameter)
+                                                    and element.key in names) else None)
+    return over, encode
+
+
+def _json_value(value):
+    """A value json cannot encode, as PostgreSQL reads it from JSON text (a date, a time)."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} in a JSON document")
 
 
 def _remembered(process):
