@@ -7,20 +7,23 @@ Every step is idempotent and keyed, so cron, a scheduler and a person at the ter
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import logging
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy import String, bindparam, cast, literal, select, update
 
 from . import digest, events, planner, policies
 from .app import Services
-from .models import Cycle, Request, Staff, TickRun, UTCDateTime
+from .models import Cycle, Outbox, Request, Staff, TickRun, UTCDateTime
 from .outbox import Delivery, deliver, enqueue_many
 
 log = logging.getLogger("signoff.tick")
 BATCH = 500
+# Requests in a batch with the same decision from which they are queued by one statement.
+GROUPED = 20
 # Rows added in one step after which PostgreSQL's statistics on them are refreshed before the
 # next step reads them (an opening day, a large roster's first tick); see refresh_statistics().
 ANALYZE_AFTER = 1000
@@ -121,7 +124,10 @@ def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
     """Queue the one stage each due request needs now; store when to look at it next.
 
     Core rows, not ORM objects, and each distinct state planned once: on the opening day every
-    request is in the same state, and this runs for each of them before a message can go.
+    request is in the same state, and this runs for each of them before a message can go. Requests
+    that come to the same decision, GROUPED or more of them in a batch (the opening day's, a
+    follow-up day's), are queued and updated by two statements for them all; the few scattered
+    ones of an ordinary day go a row at a time.
     """
     decide = functools.lru_cache(maxsize=4096)(functools.partial(_decide, svc.calendar, now))
     queued, after = 0, 0
@@ -132,22 +138,39 @@ def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
             if not batch:
                 return queued
             after = batch[-1].id
-            messages, changes = [], []
+            decided: dict[tuple, list] = collections.defaultdict(list)
             for row in batch:
-                state = planner.RequestState(
+                decided[decide(planner.RequestState(
                     cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
-                    reminded_at=row.reminded_at, last_message_at=row.last_message_at)
-                stage, later = decide(state)
+                    reminded_at=row.reminded_at, last_message_at=row.last_message_at))].append(row)
+            messages, changes = [], []
+            for (stage, later), rows in decided.items():
+                planned = {"stage": later.stage_sent, "last": later.last_message_at,
+                           "next": later.next_check}
+                if len(rows) >= GROUPED:
+                    ids = [row.id for row in rows]
+                    conn.execute(_planned_all(svc.db), {**planned, "ids": ids})
+                    if stage is not None:
+                        conn.execute(_queue_all(svc.db, stage), {"ids": ids, "now": now})
+                        queued += len(ids)
+                    continue
+                changes += [{**planned, "rid": row.id} for row in rows]
                 if stage is not None:
-                    messages.append(dict(
-                        key=f"req:{row.id}:{planner.stage_name(stage)}", stage=stage,
-                        kind="reminder" if stage == planner.REMINDER else "followup",
-                        request_id=row.id, to_email=row.email, to_name=row.name))
-                changes.append({"rid": row.id, "stage": later.stage_sent,
-                                "last": later.last_message_at, "next": later.next_check})
-            conn.execute(_PLANNED, changes)
+                    messages += [dict(key=_key(row.id, stage), stage=stage, kind=_kind(stage),
+                                      request_id=row.id, to_email=row.email, to_name=row.name)
+                                 for row in rows]
+            if changes:
+                conn.execute(_PLANNED, changes)
             enqueue_many(conn, svc.db.insert, now, messages)
             queued += len(messages)
+
+
+def _key(request_id: int, stage: int) -> str:
+    return f"req:{request_id}:{planner.stage_name(stage)}"
+
+
+def _kind(stage: int) -> str:
+    return "reminder" if stage == planner.REMINDER else "followup"
 
 
 @dataclass(frozen=True)
@@ -176,7 +199,26 @@ _DUE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, Cycle.o
                _R.id > bindparam("after"))
         .order_by(_R.id).limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=Request.__table__))
-_PLANNED = (update(Request.__table__).where(_R.id == bindparam("rid"))
-            .values(stage_sent=bindparam("stage"),
-                    last_message_at=bindparam("last", type_=UTCDateTime()),
-                    next_check_at=bindparam("next", type_=UTCDateTime())))
+_PLANNED_VALUES = dict(stage_sent=bindparam("stage"),
+                       last_message_at=bindparam("last", type_=UTCDateTime()),
+                       next_check_at=bindparam("next", type_=UTCDateTime()))
+_PLANNED = update(Request.__table__).where(_R.id == bindparam("rid")).values(**_PLANNED_VALUES)
+
+
+def _planned_all(db):
+    """_PLANNED for the requests `ids`, all planned alike."""
+    return update(Request.__table__).where(db.among(_R.id, "ids")).values(**_PLANNED_VALUES)
+
+
+def _queue_all(db, stage: int):
+    """enqueue_many() of stage `stage` for the requests `ids`, as one INSERT … SELECT: the key
+    made as _key() makes it, the address read from the person."""
+    now = bindparam("now", type_=UTCDateTime())
+    key = literal("req:") + cast(_R.id, String) + literal(f":{planner.stage_name(stage)}")
+    rows = (select(key, literal(_kind(stage)), literal(stage), _R.id, Staff.email, Staff.name, now,
+                   literal("pending"), literal(0), now)
+            .join(Staff, _R.staff_id == Staff.id)
+            .where(db.among(_R.id, "ids")).order_by(_R.id))
+    return db.insert(Outbox.__table__).from_select(
+        ["key", "kind", "stage", "request_id", "to_email", "to_name", "created_at", "status",
+         "attempts", "next_attempt_at"], rows)
