@@ -12,6 +12,7 @@ import email.policy
 import email.utils
 import functools
 import io
+import re
 import secrets
 import smtplib
 import ssl
@@ -217,7 +218,11 @@ def _run_pending(host, hook: str) -> None:
 class _Meanwhile:
     """An SMTP client that runs a pending `meanwhile` (see send()) before it reads a reply, when
     the command has been written and the server is at work on it, and a pending `before_data`
-    before it sends DATA. One command at a time, as ever: nothing is pipelined."""
+    before it sends DATA. One command at a time, as ever: nothing is pipelined.
+
+    It also skips two steps of smtplib's that cost a third of the client's own work per message
+    where they can change nothing: parsing a plain address to put it in angle brackets, and a
+    regular expression over the whole message to double the dots that start no line of it."""
 
     meanwhile: Callable[[], None] | None = None
     before_data: Callable[[], None] | None = None
@@ -226,9 +231,41 @@ class _Meanwhile:
         _run_pending(self, "meanwhile")
         return super().getreply()
 
+    def mail(self, sender, options=()):
+        if options:  # SMTPUTF8 and the like: smtplib's own way
+            return super().mail(sender, options)
+        self.putcmd("mail", f"FROM:{quoted(sender)}")
+        return self.getreply()
+
+    def rcpt(self, recip, options=()):
+        if options:
+            return super().rcpt(recip, options)
+        self.putcmd("rcpt", f"TO:{quoted(recip)}")
+        return self.getreply()
+
     def data(self, msg):
         _run_pending(self, "before_data")
-        return super().data(msg)
+        if not isinstance(msg, bytes) or msg.startswith(b".") or b"\n." in msg:
+            return super().data(msg)  # a line to dot-stuff (or text to encode): smtplib's way
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        self.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))
+        return self.getreply()
+
+
+# An address made only of the characters of an unquoted local part and a domain name.
+_PLAIN_ADDRESS = re.compile(r"[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+                            r"@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*", re.ASCII)
+
+
+def quoted(address: str) -> str:
+    """smtplib.quoteaddr(address): the address in angle brackets, as MAIL and RCPT send it. A
+    plain address is that without being parsed (which costs more than sending it does)."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 class _SMTP(_Meanwhile, smtplib.SMTP):
