@@ -32,7 +32,8 @@ def test_the_server_receives_what_smtplib_would_have_sent():
 
     class Keep:
         async def handle_DATA(self, server, session, envelope):
-            received.append((envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content))
+            received.append((envelope.mail_from, tuple(envelope.mail_options),
+                             tuple(envelope.rcpt_tos), envelope.content))
             return "250 OK"
 
     port = free_port()
@@ -52,4 +53,5 @@ def test_the_server_receives_what_smtplib_would_have_sent():
     by_smtplib, by_ours = sent
     assert len(by_ours) == len(MESSAGES)
     assert by_ours == by_smtplib
-    assert by_ours[1][2].startswith(b"Subject: dots\r\n\r\n.a line starting with a dot\r\n")
+    assert by_ours[1][3].startswith(b"Subject: dots\r\n\r\n.a line starting with a dot\r\n")
+    assert by_ours[0][1] == (f"SIZE={len(MESSAGES[0])}",)  # the server said it takes SIZE

@@ -232,16 +232,18 @@ class _Meanwhile:
         return super().getreply()
 
     def mail(self, sender, options=()):
-        if options:  # SMTPUTF8 and the like: smtplib's own way
-            return super().mail(sender, options)
-        self.putcmd("mail", f"FROM:{quoted(sender)}")
+        if any(option.lower() == "smtputf8" for option in options):
+            return super().mail(sender, options)  # it changes the command encoding: smtplib's way
+        self.putcmd("mail", f"FROM:{quoted(sender)}{self._options(options)}")
         return self.getreply()
 
     def rcpt(self, recip, options=()):
-        if options:
-            return super().rcpt(recip, options)
-        self.putcmd("rcpt", f"TO:{quoted(recip)}")
+        self.putcmd("rcpt", f"TO:{quoted(recip)}{self._options(options)}")
         return self.getreply()
+
+    def _options(self, options) -> str:
+        """ESMTP options (SIZE=…) as smtplib adds them to MAIL and RCPT."""
+        return " " + " ".join(options) if options and self.does_esmtp else ""
 
     def data(self, msg):
         _run_pending(self, "before_data")
@@ -265,6 +267,11 @@ def quoted(address: str) -> str:
     plain address is that without being parsed (which costs more than sending it does)."""
     if _PLAIN_ADDRESS.fullmatch(address):
         return f"<{address}>"
+    return _parsed_and_quoted(address)
+
+
+@functools.lru_cache(maxsize=16)  # the sender, as configured with its name: every message's MAIL
+def _parsed_and_quoted(address: str) -> str:
     return smtplib.quoteaddr(address)
 
 
