@@ -363,18 +363,19 @@ def _over_rows(statement, names: tuple[str, ...], dialect):
     rows = (func.json_to_recordset(cast(bindparam("rows", type_=String()), postgresql.JSON()))
             .table_valued(*[column(name, declared[name]) for name in names])
             .render_derived(with_types=True))
-    # A JSON column's value goes into the document as it is, not as a string of JSON.
-    processors = [(name, _remembered(process)) for name in names
-                  if not isinstance(types[name], JSON)
-                  and (process := types[name].dialect_impl(dialect).bind_processor(dialect))]
+    # Each value converted as for a bind, and a date or time on to the text PostgreSQL reads
+    # (remembered: a batch has a handful of them, thousands of times). A JSON column's value goes
+    # into the document as it is, not as a string of JSON.
+    processors = [(name, _remembered(_as_json(types[name].dialect_impl(dialect)
+                                              .bind_processor(dialect))))
+                  for name in names if not isinstance(types[name], JSON)]
 
     def encode(values: list[dict]) -> str:
-        if processors:
-            values = [dict(row) for row in values]
-            for row in values:
-                for name, process in processors:
-                    row[name] = process(row[name])
-        return json.dumps(values, default=_json_value, separators=(",", ":"))
+        values = [dict(row) for row in values]
+        for row in values:
+            for name, process in processors:
+                row[name] = process(row[name])
+        return json.dumps(values, separators=(",", ":"))
 
     if statement.is_insert:
         over = statement.from_select(list(names), select(*[rows.c[name] for name in names]))
@@ -386,11 +387,14 @@ def _over_rows(statement, names: tuple[str, ...], dialect):
     return over, encode
 
 
-def _json_value(value):
-    """A value json cannot encode, as PostgreSQL reads it from JSON text (a date, a time)."""
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    raise TypeError(f"cannot send {type(value).__name__} in a JSON document")
+def _as_json(process):
+    """A bind conversion (or none) followed by a date or time's turn into ISO 8601 text."""
+    def convert(value):
+        if process is not None:
+            value = process(value)
+        return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else value
+
+    return convert
 
 
 def _remembered(process):

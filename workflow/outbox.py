@@ -205,8 +205,9 @@ class _Run:
             rows = _claim_rows(writer.rows, writer.dialect, at, self.worker, BATCH)
             if not rows:
                 break
-            links = {row[0]: (row[1], *tokens.new_token()) for row in rows
-                     if row[2] in ("reminder", "followup")}
+            linked = [row for row in rows if row[2] in ("reminder", "followup")]
+            links = {row[0]: (row[1], *token)
+                     for row, token in zip(linked, tokens.new_tokens(len(linked)))}
             writer.executemany(_ADD_LINK, [
                 {"request_id": request_id, "token_sha256": digest, "created_at": self.now}
                 for request_id, _, digest in links.values()])
