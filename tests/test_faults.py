@@ -444,6 +444,43 @@ def test_each_message_the_server_took_is_stored_before_the_next_can_be_taken(set
     assert behind == []
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite makes them in-process
+def test_a_lost_turns_process_stops_the_run_and_a_later_tick_sends_the_rest_once(
+        setting, cli, mail):
+    """On PostgreSQL the turns between batches (what follows from the batch sent, the next claims)
+    are made by a process of their own. If it dies the run stops with one clear line, what was
+    sent stays recorded, and once the claims' leases expire a later tick sends the rest, once."""
+    import multiprocessing
+
+    from workflow.outbox import LEASE
+
+    people = [f"person{i:03}@example.org" for i in range(300)]  # more than the first claims
+    config = setting(roster=roster_of(people))
+    killed = []
+
+    def kill_the_turns(address: str) -> None:
+        if address == people[70]:
+            for child in multiprocessing.active_children():
+                if child.name == "signoff-turns":
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    mail.inbox.on_data = kill_the_turns
+    result = cli("tick", "--at", OPEN, config=config)
+    assert killed and result.exit_code == 1
+    assert "the process making turns stopped unexpectedly" in result.output
+    assert "Traceback" not in result.output
+    assert 70 < len(mail.inbox) < 300
+
+    mail.inbox.on_data = None
+    later = (OPEN_AT + LEASE + dt.timedelta(minutes=1)).isoformat()
+    again = cli("tick", "--at", later, config=config)
+    assert again.exit_code == 0, again.output
+    received = mail.inbox.recipients()
+    assert sorted(received) == people and set(received.values()) == {1}
+    assert {r.status for r in outbox(config).values()} == {"sent"}
+
+
 def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(setting, mail):
     from workflow.outbox import LEASE
 

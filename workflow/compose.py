@@ -224,6 +224,11 @@ class Composer:
         self.pending.popleft()
         return composed
 
+    def pipes(self) -> tuple:
+        """This side's ends of the pipes to the helper (none without one), for a process forked
+        later to close: the helper sees its orders end only when every copy is closed."""
+        return (self._results, self._orders) if self.process is not None else ()
+
     def outstanding(self) -> list[int]:
         """The ids submitted but not yet taken: the caller hands their claims back."""
         return [i for ids, _ in self.pending for i in ids]

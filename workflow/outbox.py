@@ -20,13 +20,14 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import multiprocessing
 import random
+import signal
 import smtplib
 import socket
 import ssl
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -138,7 +139,7 @@ class _Run:
         self.unsent: list[int] = []  # the batch in hand: ids with no outcome recorded yet
         self.handed: list[Composed] = []  # handed this batch; followed through with the next claim
         self.turns: _Turns | None = None  # see turn()
-        self.turning: Future | None = None
+        self.turning: _Turns | None = None  # a turn made there, its claims not yet taken up
 
     def clock(self) -> dt.datetime:
         # The tick's `now` moved on by the time it has run: a claim made an hour into a long run
@@ -165,21 +166,21 @@ class _Run:
         """One commit between batches: what follows from the batch just sent, and claims (with
         the links their emails will carry) to keep AHEAD batches composing.
 
-        With `soon`, on PostgreSQL, the commit is made on a thread with a connection of its own
+        With `soon`, on PostgreSQL, the commit is made by a process of its own (see _Turns)
         while the next batch (composed already) is sent, and its claims are taken up by the next
         collect(): the mail server is kept busy instead of waiting on a dozen round trips. (On
         SQLite the database is in-process and the turn is quick; it is made at once.)
         """
-        handed, self.handed = self.handed, []
+        handed = [_handed(item, self.now) for item in self.handed]
+        self.handed = []
         wanted = AHEAD + 1 - len(self.composer.pending)
-        if not soon or self.svc.db.is_sqlite:
+        if not soon or self.turns is None:
             with self.ledger.transaction() as writer:
                 claims = self._turn(writer, handed, wanted)
             self._take(claims)
             return
-        if self.turns is None:
-            self.turns = _Turns(self.svc)
-        self.turning = self.turns.submit(self._turn, handed, wanted)
+        self.turns.submit(handed, wanted)
+        self.turning = self.turns
 
     def collect(self, take: bool = True) -> list[int]:
         """Take up the claims of a turn made on its thread (see turn()). With `take` false (the
@@ -195,10 +196,11 @@ class _Run:
             self.links.update({i: link[2] for i, link in links.items()})
         return [i for _, ids, _ in claims for i in ids]
 
-    def _turn(self, writer: RawWriter, handed: list[Composed], wanted: int) -> list[tuple]:
+    def _turn(self, writer: RawWriter, handed: list[_Handed], wanted: int) -> list[tuple]:
         """The turn's statements, on `writer` in its transaction: (lease start, ids, links) of each
-        batch claimed. Touches nothing of the run's but its clock: it may run on a thread."""
-        self._follow_through(writer, handed)
+        batch claimed. Touches nothing of the run's but its clock: it may run in another process."""
+        if handed:
+            _follow_through(writer, handed)
         claims = []
         for _ in range(wanted):
             at = self.clock()
@@ -216,18 +218,15 @@ class _Run:
                 break
         return claims
 
-    def _follow_through(self, writer: RawWriter, handed: list[Composed]) -> None:
-        if handed:
-            _follow_through(writer, [_handed(item, self.now) for item in handed])
-
     def _take(self, claims: list[tuple]) -> None:
         for at, ids, links in claims:
             if self.composer.process is None and not self.composer.pending and len(ids) == BATCH:
                 # More than a batch to send: compose alongside, in a helper forked with no
-                # database connection open (and no thread of ours running).
+                # database connection open; and on PostgreSQL make the turns in another.
                 self.ledger.close()
-                self._close_turns()
                 self.composer.start_helper()
+                if self.composer.process is not None and not self.svc.db.is_sqlite:
+                    self.turns = _Turns(self)
             self.leases.append(at + LEASE)
             self.links.update({i: link[2] for i, link in links.items()})
             self.composer.submit(ids, {i: link[1] for i, link in links.items()})
@@ -337,7 +336,7 @@ class _Run:
                 if self.handed:
                     handed, self.handed = self.handed, []
                     with self.ledger.transaction() as writer:
-                        self._follow_through(writer, handed)
+                        _follow_through(writer, [_handed(item, self.now) for item in handed])
                 self.release(self.unsent + self.composer.outstanding() + untaken)
         finally:
             self.composer.close()
@@ -391,23 +390,87 @@ class _Ledger:
 
 
 class _Turns:
-    """A thread with a database connection of its own, for turns made while the next batch is sent
-    (PostgreSQL; see _Run.turn()). One at a time: each is collected before the next is made."""
+    """A process of its own, forked beside the composing helper, that makes the turns while a
+    batch is sent (PostgreSQL; see _Run.turn()), on a database connection of its own. On a thread
+    their Python work, some 30 µs an email, held the GIL the sending loop waits for between each
+    reply of the mail server and the next command. One turn at a time: each is collected (its
+    claims read by result()) before the next is submitted. It exits when closed or when the run's
+    process is gone (its end of the pipe closes)."""
 
-    def __init__(self, svc: Services):
-        self.writer = svc.db.raw_writer()
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="signoff-turn")
+    def __init__(self, run: _Run):
+        fork = multiprocessing.get_context("fork")
+        self.replies, child_replies = fork.Pipe(duplex=False)
+        child_orders, self.orders = fork.Pipe(duplex=False)
+        theirs = (self.replies, self.orders, *run.composer.pipes())
+        self.process = fork.Process(target=_make_turns, name="signoff-turns", daemon=True,
+                                    args=(run, child_orders, child_replies, theirs))
+        self.process.start()
+        child_orders.close()
+        child_replies.close()
 
-    def submit(self, work, *args) -> Future:
-        def turn():
-            with self.writer.transaction() as writer:
-                return work(writer, *args)
+    def submit(self, handed: list[_Handed], wanted: int) -> None:
+        try:
+            self.orders.send((handed, wanted))
+        except OSError:  # the process has stopped: result() says so
+            pass
 
-        return self.thread.submit(turn)
+    def result(self) -> list[tuple]:
+        """The claims of the turn submitted last (see _Run._turn()), or the error it raised."""
+        try:
+            status, value = self.replies.recv()
+        except (EOFError, OSError):
+            self.process.join(timeout=5)
+            raise RuntimeError(f"the process making turns stopped unexpectedly (exit code "
+                               f"{self.process.exitcode})") from None
+        if status != "ok":
+            raise value
+        return value
 
     def close(self) -> None:
-        self.thread.shutdown()
-        self.writer.close()
+        try:
+            self.orders.send(None)
+        except OSError:
+            pass
+        self.orders.close()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.replies.close()
+
+
+def _make_turns(run: _Run, orders, replies, theirs) -> None:
+    """The turns process (see _Turns): each order is a turn, made in one transaction."""
+    for end in theirs:  # the run's own pipe ends: else a helper would not see them close
+        end.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides what a Ctrl-C stops
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    run.svc.db.engine.dispose(close=False)
+    writer = run.svc.db.raw_writer()
+    try:
+        while True:
+            try:
+                order = orders.recv()
+            except (EOFError, OSError):
+                return
+            if order is None:
+                return
+            try:
+                with writer.transaction():
+                    reply = ("ok", run._turn(writer, *order))
+            except Exception as exc:  # noqa: BLE001 — raised again by the run, in result()
+                log.debug("a turn failed", exc_info=True)
+                reply = ("error", exc)
+            try:
+                replies.send(reply)
+            except OSError:
+                return
+            except Exception:  # noqa: BLE001 — an error that cannot be pickled: say what it was
+                replies.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+            if reply[0] != "ok":
+                return
+    finally:
+        writer.close()
 
 
 class _Handed(NamedTuple):
