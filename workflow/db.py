@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import (JSON, BindParameter, Connection, Engine, String, any_, bindparam, cast,
-                        column, create_engine, event, func, select)
+from sqlalchemy import (JSON, BindParameter, Column, Connection, Engine, String, any_, bindparam,
+                        cast, column, create_engine, event, func, select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import visitors
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList
 
 from . import resources
 
@@ -360,9 +361,14 @@ def _over_rows(statement, names: tuple[str, ...], dialect):
     # Strings are read without a length: the column's own limit applies, as it would to a bind.
     declared = {name: String() if isinstance(types[name], String) else types[name]
                 for name in names}
-    rows = (func.json_to_recordset(cast(bindparam("rows", type_=String()), postgresql.JSON()))
-            .table_valued(*[column(name, declared[name]) for name in names])
-            .render_derived(with_types=True))
+    document = cast(bindparam("rows", type_=String()), postgresql.JSON())
+
+    def read(*read_names: str):
+        return (func.json_to_recordset(document)
+                .table_valued(*[column(name, declared[name]) for name in read_names])
+                .render_derived(with_types=True))
+
+    rows = read(*names)
     # Each value converted as for a bind, and a date or time on to the text PostgreSQL reads
     # (remembered: a batch has a handful of them, thousands of times). A JSON column's value goes
     # into the document as it is, not as a string of JSON.
@@ -384,7 +390,24 @@ def _over_rows(statement, names: tuple[str, ...], dialect):
             statement, {},
             lambda element: rows.c[element.key] if (isinstance(element, BindParameter)
                                                     and element.key in names) else None)
+        # The rows to update are also named by key, as `id = ANY(ARRAY(…))`: the planner cannot
+        # know how many rows the document holds (it assumes 100), and would rather read the
+        # whole table for a join than look up each row, once for every batch of the opening day.
+        for key_column, name in _keyed_by(statement, names):
+            keys = read(name)
+            over = over.where(key_column == func.any(func.array(
+                select(keys.c[name]).scalar_subquery())))
     return over, encode
+
+
+def _keyed_by(statement, names: tuple[str, ...]) -> list[tuple]:
+    """(primary key column, parameter name) of each `key = :parameter` the UPDATE is filtered by."""
+    where = statement.whereclause
+    criteria = where.clauses if isinstance(where, BooleanClauseList) else [where]
+    return [(criterion.left, criterion.right.key) for criterion in criteria
+            if isinstance(criterion, BinaryExpression) and criterion.operator is operators.eq
+            and isinstance(criterion.left, Column) and criterion.left.primary_key
+            and isinstance(criterion.right, BindParameter) and criterion.right.key in names]
 
 
 def _as_json(process):
