@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from . import planner
 from .app import Services
@@ -77,12 +77,14 @@ def compose(svc: Services, ids: list[int], now: dt.datetime,
 
 
 def _load_requests(session: Session, ids: list[int]) -> dict[int, Request]:
-    """The batch's requests with their people and cycles in one query, not three per message."""
+    """The batch's requests with their cycles in one query and their people in a second, not
+    three per message. The people by their ids (selectinload): joined to the requests instead,
+    PostgreSQL reads the whole staff table into a hash for every batch of fifty."""
     if not ids:
         return {}
     return {r.id: r for r in session.scalars(
         select(Request).where(Request.id.in_(ids))
-        .options(joinedload(Request.staff), joinedload(Request.cycle).joinedload(Cycle.policy)))}
+        .options(selectinload(Request.staff), joinedload(Request.cycle).joinedload(Cycle.policy)))}
 
 
 def _compose(svc: Services, session: Session, row: Outbox, request: Request | None,
