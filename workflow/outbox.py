@@ -183,8 +183,9 @@ class _Run:
         self.turning = self.turns
 
     def collect(self, take: bool = True) -> list[int]:
-        """Take up the claims of a turn made on its thread (see turn()). With `take` false (the
-        run is ending) they are not sent to composing: their ids are returned, to hand back."""
+        """Take up the claims of a turn made by the turns process (see turn()). With `take`
+        false (the run is ending) they are not sent to composing: their ids are returned, to hand
+        back."""
         turning, self.turning = self.turning, None
         if turning is None:
             return []
