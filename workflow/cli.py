@@ -16,6 +16,7 @@ from . import config as config_mod
 from .compose import ComposeError
 from .config import ConfigError
 from .db import DatabaseError
+from .helpers import HelperError
 from .roster import RosterError
 
 
@@ -101,7 +102,7 @@ class SignoffGroup(click.Group):
             for problem in exc.problems:
                 click.echo(f"signoff: {problem}", err=True)
             _fail(ctx, "nothing was imported; fix the lines above and import again", 2)
-        except (Failed, ComposeError) as exc:
+        except (Failed, ComposeError, HelperError) as exc:
             _fail(ctx, str(exc), 1)
         except Exception as exc:  # the last line of defence: one line, never a traceback
             if os.environ.get("SIGNOFF_DEBUG"):

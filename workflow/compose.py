@@ -5,7 +5,7 @@ more CPU than sending it. On the opening day a tick sends thousands, so `Compose
 helper process, one batch ahead of the sending loop: the sender spends its time on the wire, and
 the two never queue for one interpreter lock. The composer only reads the database. What it decides
 (the link to store, a message no longer wanted, a changed address) comes back as data, and the
-sending process writes it, so every write stays in the one process that holds the claims.
+tick writes it (outbox.py), so what is stored always follows from what it holds claims for.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
-import logging
-import multiprocessing
 import os
-import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,23 +22,18 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from . import planner
+from . import helpers, planner
 from .app import Services
 from .mailer import make_wire
 from .models import Cycle, Outbox, Request
-
-log = logging.getLogger("signoff.compose")
 
 # Why a claimed message is not sent after all.
 UNWANTED = "unwanted"  # confirmed, exempt, or last year's cycle
 INACTIVE = "inactive"  # the person was made inactive while it was queued
 
 
-PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
-
-
 class ComposeError(Exception):
-    """Composing failed (a template error, the helper process died); the message says which."""
+    """Composing failed (a template error, say); the message says why."""
 
 
 @dataclass
@@ -171,127 +164,68 @@ def state_of(request: Request) -> planner.RequestState:
 class Composer:
     """compose() for batches submitted in order, results taken in the same order.
 
-    With `helper=True` (and where the system can fork) a helper process composes while the caller
-    sends; otherwise each batch is composed when its result is asked for. The helper is forked
-    with no database connection open, reads through its own, and exits when the caller closes it
-    or dies (its end of the pipe closes).
+    After start_helper() (where the system can fork) a helper process composes while the caller
+    sends; otherwise each batch is composed when its result is asked for. The helper reads through
+    its own database connection (see helpers.py).
     """
 
     def __init__(self, app: Flask, svc: Services, now: dt.datetime):
         self.app, self.svc, self.now = app, svc, now
         self.pending: collections.deque[tuple[list[int], dict[int, str]]] = collections.deque()
-        self.process = None
+        self.helper: helpers.Helper | None = None
 
     def start_helper(self) -> None:
-        if self.process is not None or "fork" not in multiprocessing.get_all_start_methods():
+        if self.helper is not None or not helpers.can_fork():
             return
-        fork = multiprocessing.get_context("fork")
-        self._results, child_results = fork.Pipe(duplex=False)
-        _widen(child_results)
-        child_orders, self._orders = fork.Pipe(duplex=False)
         self.svc.db.dispose()  # no pooled connection is shared with the helper
-        self.process = fork.Process(
-            target=_helper, name="signoff-composer", daemon=True,
-            args=(self.app, self.svc, self.now, child_orders, child_results,
-                  (self._results, self._orders)))
-        self.process.start()
-        child_orders.close()
-        child_results.close()
+        self.helper = helpers.Helper(
+            "signoff-composer", "composing", self.svc.db,
+            functools.partial(_composing, self.app, self.svc, self.now), wide=True)
 
     def submit(self, ids: list[int], links: dict[int, str]) -> None:
         self.pending.append((ids, links))
-        if self.process is not None:
-            try:
-                self._orders.send((ids, links))
-            except OSError:  # the helper has stopped (a batch ahead failed): result() says why
-                pass
+        if self.helper is not None:
+            self.helper.send((ids, links))
 
     def result(self) -> list[Composed]:
         """The oldest submitted batch, composed. Until this returns, its ids stay outstanding."""
-        if self.process is None:
-            try:
-                ids, links = self.pending[0]
-                composed = compose(self.svc, ids, self.now, links)
-            except Exception as exc:  # noqa: BLE001 — reported as one line by the caller
-                raise ComposeError(_describe(exc)) from exc
+        if self.helper is None:
+            composed = _compose_batch(self.svc, self.now, self.pending[0])
         else:
-            try:
-                status, composed = self._results.recv()
-            except (EOFError, OSError):
-                self.process.join(timeout=5)
-                raise ComposeError(f"the composing process stopped unexpectedly "
-                                   f"(exit code {self.process.exitcode})") from None
-            if status != "ok":
-                raise ComposeError(composed)
+            composed = self.helper.receive()
         self.pending.popleft()
         return composed
 
     def pipes(self) -> tuple:
-        """This side's ends of the pipes to the helper (none without one), for a process forked
-        later to close: the helper sees its orders end only when every copy is closed."""
-        return (self._results, self._orders) if self.process is not None else ()
+        """This side's ends of the helper's pipes, if there is one (see helpers.Helper.pipes())."""
+        return self.helper.pipes() if self.helper is not None else ()
 
     def outstanding(self) -> list[int]:
         """The ids submitted but not yet taken: the caller hands their claims back."""
         return [i for ids, _ in self.pending for i in ids]
 
     def close(self) -> None:
-        if self.process is None:
-            return
-        try:
-            self._orders.send(None)
-        except OSError:
-            pass
-        self._orders.close()
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-        self._results.close()
-        self.process = None
+        if self.helper is not None:
+            self.helper.close()
+            self.helper = None
 
 
-def _helper(app: Flask, svc: Services, now: dt.datetime, orders, results, parent_ends) -> None:
-    """The helper process: compose each batch it is sent until told to stop or the caller is gone."""
-    for end in parent_ends:  # else the helper would keep its own pipe open and never see EOF
-        end.close()
-    # A Ctrl-C at the terminal reaches the whole process group: the caller decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    svc.db.engine.dispose(close=False)
+@contextmanager
+def _composing(app: Flask, svc: Services, now: dt.datetime):
+    """In the helper process: what composes each batch it is sent."""
     # Composing runs a batch ahead, so it can yield the CPU to the sending loop and the mail
     # server whenever they want it: they are the ones the run waits for.
     os.nice(10)
     with app.app_context():
-        while True:
-            try:
-                order = orders.recv()
-            except (EOFError, OSError):
-                return
-            if order is None:
-                return
-            try:
-                reply = ("ok", compose(svc, order[0], now, order[1]))
-            except Exception as exc:  # noqa: BLE001 — sent to the caller as one line
-                log.debug("composing failed", exc_info=True)
-                reply = ("error", _describe(exc))
-            try:
-                results.send(reply)
-            except OSError:
-                return
-            if reply[0] != "ok":
-                return
+        yield functools.partial(_compose_batch, svc, now)
 
 
-def _widen(pipe) -> None:
-    """Room in the pipe for a whole composed batch (Linux), so the helper hands it over and goes
-    on to the next instead of waiting for the sender to read it 64 KiB at a time."""
+def _compose_batch(svc: Services, now: dt.datetime, order: tuple) -> list[Composed]:
+    ids, links = order
     try:
-        import fcntl
-
-        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    except (ImportError, AttributeError, OSError):
-        pass
+        return compose(svc, ids, now, links)
+    except Exception as exc:  # noqa: BLE001 — reported as one line by the caller
+        raise ComposeError(_describe(exc)) from exc
 
 
 def _describe(exc: BaseException) -> str:

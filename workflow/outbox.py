@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import logging
-import multiprocessing
 import random
-import signal
 import smtplib
 import socket
 import ssl
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -35,7 +35,7 @@ from flask import current_app
 from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from . import events, planner, tokens
+from . import events, helpers, planner, tokens
 from .app import Services
 from .compose import INACTIVE, Composed, Composer, advance
 from .db import RawWriter
@@ -138,8 +138,8 @@ class _Run:
         self.conn = None
         self.unsent: list[int] = []  # the batch in hand: ids with no outcome recorded yet
         self.handed: list[Composed] = []  # handed this batch; followed through with the next claim
-        self.turns: _Turns | None = None  # see turn()
-        self.turning: _Turns | None = None  # a turn made there, its claims not yet taken up
+        self.turns: helpers.Helper | None = None  # see turn()
+        self.turning = False  # a turn made there, its claims not yet taken up
 
     def clock(self) -> dt.datetime:
         # The tick's `now` moved on by the time it has run: a claim made an hour into a long run
@@ -166,10 +166,13 @@ class _Run:
         """One commit between batches: what follows from the batch just sent, and claims (with
         the links their emails will carry) to keep AHEAD batches composing.
 
-        With `soon`, on PostgreSQL, the commit is made by a process of its own (see _Turns)
-        while the next batch (composed already) is sent, and its claims are taken up by the next
-        collect(): the mail server is kept busy instead of waiting on a dozen round trips. (On
-        SQLite the database is in-process and the turn is quick; it is made at once.)
+        With `soon`, on PostgreSQL, the commit is made by a helper process of its own (see
+        _take()) while the next batch (composed already) is sent, and its claims are taken up by
+        the next collect(): the mail server is kept busy instead of waiting on a dozen round
+        trips. On a thread of the tick instead, the turn's Python work (some 30 µs an email) held
+        the interpreter lock the sending loop waits for between each reply of the mail server and
+        its next command. (On SQLite the database is in-process and the turn is quick; the tick
+        makes it at once.)
         """
         handed = [_handed(item, self.now) for item in self.handed]
         self.handed = []
@@ -179,17 +182,17 @@ class _Run:
                 claims = self._turn(writer, handed, wanted)
             self._take(claims)
             return
-        self.turns.submit(handed, wanted)
-        self.turning = self.turns
+        self.turns.send((handed, wanted))
+        self.turning = True
 
     def collect(self, take: bool = True) -> list[int]:
         """Take up the claims of a turn made by the turns process (see turn()). With `take`
         false (the run is ending) they are not sent to composing: their ids are returned, to hand
         back."""
-        turning, self.turning = self.turning, None
-        if turning is None:
+        if not self.turning:
             return []
-        claims = turning.result()
+        self.turning = False
+        claims = self.turns.receive()
         if take:
             self._take(claims)
             return []
@@ -221,13 +224,15 @@ class _Run:
 
     def _take(self, claims: list[tuple]) -> None:
         for at, ids, links in claims:
-            if self.composer.process is None and not self.composer.pending and len(ids) == BATCH:
+            if self.composer.helper is None and not self.composer.pending and len(ids) == BATCH:
                 # More than a batch to send: compose alongside, in a helper forked with no
                 # database connection open; and on PostgreSQL make the turns in another.
                 self.ledger.close()
                 self.composer.start_helper()
-                if self.composer.process is not None and not self.svc.db.is_sqlite:
-                    self.turns = _Turns(self)
+                if self.composer.helper is not None and not self.svc.db.is_sqlite:
+                    self.turns = helpers.Helper(
+                        "signoff-turns", "turns", self.svc.db,
+                        functools.partial(_making_turns, self), others=self.composer.pipes())
             self.leases.append(at + LEASE)
             self.links.update({i: link[2] for i, link in links.items()})
             self.composer.submit(ids, {i: link[1] for i, link in links.items()})
@@ -390,86 +395,18 @@ class _Ledger:
             self.writer = None
 
 
-class _Turns:
-    """A process of its own, forked beside the composing helper, that makes the turns while a
-    batch is sent (PostgreSQL; see _Run.turn()), on a database connection of its own. On a thread
-    their Python work, some 30 µs an email, held the GIL the sending loop waits for between each
-    reply of the mail server and the next command. One turn at a time: each is collected (its
-    claims read by result()) before the next is submitted. It exits when closed or when the run's
-    process is gone (its end of the pipe closes)."""
-
-    def __init__(self, run: _Run):
-        fork = multiprocessing.get_context("fork")
-        self.replies, child_replies = fork.Pipe(duplex=False)
-        child_orders, self.orders = fork.Pipe(duplex=False)
-        theirs = (self.replies, self.orders, *run.composer.pipes())
-        self.process = fork.Process(target=_make_turns, name="signoff-turns", daemon=True,
-                                    args=(run, child_orders, child_replies, theirs))
-        self.process.start()
-        child_orders.close()
-        child_replies.close()
-
-    def submit(self, handed: list[_Handed], wanted: int) -> None:
-        try:
-            self.orders.send((handed, wanted))
-        except OSError:  # the process has stopped: result() says so
-            pass
-
-    def result(self) -> list[tuple]:
-        """The claims of the turn submitted last (see _Run._turn()), or the error it raised."""
-        try:
-            status, value = self.replies.recv()
-        except (EOFError, OSError):
-            self.process.join(timeout=5)
-            raise RuntimeError(f"the process making turns stopped unexpectedly (exit code "
-                               f"{self.process.exitcode})") from None
-        if status != "ok":
-            raise value
-        return value
-
-    def close(self) -> None:
-        try:
-            self.orders.send(None)
-        except OSError:
-            pass
-        self.orders.close()
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-        self.replies.close()
-
-
-def _make_turns(run: _Run, orders, replies, theirs) -> None:
-    """The turns process (see _Turns): each order is a turn, made in one transaction."""
-    for end in theirs:  # the run's own pipe ends: else a helper would not see them close
-        end.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides what a Ctrl-C stops
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    run.svc.db.engine.dispose(close=False)
+@contextmanager
+def _making_turns(run: _Run):
+    """In the turns process (see _Run.turn()): each order a turn, one transaction on a connection
+    of its own."""
     writer = run.svc.db.raw_writer()
+
+    def turn(order: tuple) -> list[tuple]:
+        with writer.transaction():
+            return run._turn(writer, *order)
+
     try:
-        while True:
-            try:
-                order = orders.recv()
-            except (EOFError, OSError):
-                return
-            if order is None:
-                return
-            try:
-                with writer.transaction():
-                    reply = ("ok", run._turn(writer, *order))
-            except Exception as exc:  # noqa: BLE001 — raised again by the run, in result()
-                log.debug("a turn failed", exc_info=True)
-                reply = ("error", exc)
-            try:
-                replies.send(reply)
-            except OSError:
-                return
-            except Exception:  # noqa: BLE001 — an error that cannot be pickled: say what it was
-                replies.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
-            if reply[0] != "ok":
-                return
+        yield turn
     finally:
         writer.close()
 
