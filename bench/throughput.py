@@ -16,7 +16,7 @@ from . import world
 from .sink import Sink
 
 STAFF = 5_000
-ROUNDS = 3
+ROUNDS = 5
 
 
 def tick_seconds(staff: int = STAFF, keep: str | None = None,
