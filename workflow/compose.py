@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -213,9 +212,6 @@ class Composer:
 @contextmanager
 def _composing(app: Flask, svc: Services, now: dt.datetime):
     """In the helper process: what composes each batch it is sent."""
-    # Composing runs a batch ahead, so it can yield the CPU to the sending loop and the mail
-    # server whenever they want it: they are the ones the run waits for.
-    os.nice(10)
     with app.app_context():
         yield functools.partial(_compose_batch, svc, now)
 
