@@ -228,7 +228,8 @@ class _Meanwhile:
     before_data: Callable[[], None] | None = None
 
     def getreply(self):
-        _run_pending(self, "meanwhile")
+        if self.meanwhile is not None:  # checked here: four replies a message
+            _run_pending(self, "meanwhile")
         return super().getreply()
 
     def mail(self, sender, options=()):
@@ -246,7 +247,8 @@ class _Meanwhile:
         return " " + " ".join(options) if options and self.does_esmtp else ""
 
     def data(self, msg):
-        _run_pending(self, "before_data")
+        if self.before_data is not None:
+            _run_pending(self, "before_data")
         if not isinstance(msg, bytes) or msg.startswith(b".") or b"\n." in msg:
             return super().data(msg)  # a line to dot-stuff (or text to encode): smtplib's way
         self.putcmd("data")
