@@ -42,8 +42,9 @@ def main() -> int:
 
             m = memory.run(db_url=new_url() if new_url else None)
             row(db, "opening-day tick, 50,000 staff, peak RSS", f"{m['peak_mb']:.0f} MB "
-                f"({m['tick_process_mb']:.0f} MB tick + {m['helper_mb']:.0f} MB in its "
-                f"{m['children']} helper processes; tick {m['tick_s']:.0f} s)",
+                f"({m['tick_process_mb']:.0f} MB tick + {m['helper_mb']:.0f} MB in "
+                f"{m['children']} helper process{'' if m['children'] == 1 else 'es'}; "
+                f"tick {m['tick_s']:.0f} s)",
                 "< 300 MB", m["peak_mb"] < 300)
 
             w = web.run(db_url=new_url() if new_url else None)
