@@ -93,27 +93,38 @@ def _serve(orders, answers, theirs: tuple, db, serving) -> None:
     # A helper works a batch ahead, so it can yield the CPU to the sending loop and the mail
     # server whenever they want it: they are the ones the run waits for.
     os.nice(10)
-    with serving() as answer:
-        while True:
-            try:
-                order = orders.recv()
-            except (EOFError, OSError):
-                return
-            if order is None:
-                return
-            try:
-                reply = ("ok", answer(order))
-            except Exception as exc:  # noqa: BLE001 — raised again in the tick by receive()
-                log.debug("a helper's order failed", exc_info=True)
-                reply = ("error", exc)
-            try:
-                answers.send(reply)
-            except OSError:
-                return
-            except Exception:  # noqa: BLE001 — an error that cannot be pickled: say what it was
-                answers.send(("error", HelperError(f"{type(reply[1]).__name__}: {reply[1]}")))
-            if reply[0] != "ok":
-                return
+    try:
+        with serving() as answer:
+            while True:
+                try:
+                    order = orders.recv()
+                except (EOFError, OSError):
+                    return
+                if order is None:
+                    return
+                try:
+                    reply = ("ok", answer(order))
+                except Exception as exc:  # noqa: BLE001 — raised again in the tick by receive()
+                    log.debug("a helper's order failed", exc_info=True)
+                    _answer(answers, ("error", exc))
+                    return
+                if not _answer(answers, reply):
+                    return
+    except Exception as exc:  # noqa: BLE001 — it could not start (no database, say): the same
+        log.debug("a helper failed", exc_info=True)
+        _answer(answers, ("error", exc))
+
+
+def _answer(answers, reply: tuple) -> bool:
+    """Send `reply`; False if the tick is gone. Never a traceback on the terminal from here."""
+    try:
+        answers.send(reply)
+        return True
+    except OSError:
+        return False
+    except Exception:  # noqa: BLE001 — an error that cannot be pickled: say what it was
+        value = reply[1]
+        return _answer(answers, ("error", HelperError(f"{type(value).__name__}: {value}")))
 
 
 def _widen(pipe) -> None:

@@ -22,7 +22,7 @@ from .outbox import Delivery, deliver, enqueue_many
 
 log = logging.getLogger("signoff.tick")
 BATCH = 500
-# Requests in a batch with the same decision from which they are queued by one statement.
+# How many requests of a batch must come to the same decision to be queued by one statement.
 GROUPED = 20
 # Rows added in one step after which PostgreSQL's statistics on them are refreshed before the
 # next step reads them (an opening day, a large roster's first tick); see refresh_statistics().
