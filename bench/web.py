@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+from ports import wait_until_serving
+
 from . import world
 
 CLIENTS = 8
@@ -101,17 +103,7 @@ def run(db_url: str | None = None) -> dict:
                                "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("signoff serve did not start") from None
-                time.sleep(0.1)
+        wait_until_serving(port, server)
         for warm_up in ("/healthz", path):
             _load(port, warm_up)
         figures = _measure(port, {"healthz": "/healthz", "page": path})

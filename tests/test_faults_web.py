@@ -7,7 +7,6 @@ import http.client
 import os
 import subprocess
 import threading
-import time
 import urllib.parse
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import SIGNOFF, free_port, hidden_fields, link_in
+from ports import wait_until_serving
 
 
 
@@ -31,19 +31,7 @@ def server(setup, cli, smtp):
     process = subprocess.Popen([*SIGNOFF, "--config", str(config), "serve", "--port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=env, cwd=config.parent)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"signoff serve did not start: {process.stderr.read()}")
-            time.sleep(0.05)
-        finally:
-            conn.close()
+    wait_until_serving(port, process)
     try:
         yield config, port, path
     finally:
