@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import ROSTER, SIGNOFF, initialise, write_config
+from conftest import ROSTER, SIGNOFF, initialise, run_signoff, write_config
 from smtp_faults import FaultServer, password_checker
 
 OPEN = "2026-09-01T09:00+01:00"
@@ -510,3 +510,34 @@ def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(sett
     assert set(received) == set(people)
     assert sum(received.values()) - len(people) <= 1
     assert {r.status for r in outbox(config).values()} == {"sent"}
+
+
+def test_interrupted_mid_send_a_tick_hands_its_claims_back_at_once(setting, mail):
+    """Ctrl-C at the terminal reaches the tick and its helper processes alike: the helpers leave it
+    to the tick, which records what went, hands back what it had claimed (no lease to wait out),
+    and exits with one line; the next tick, straight after, sends the rest. As with a kill, the
+    one message on the wire may go twice: whether the server took it is not known."""
+    people = [f"person{i:03}@example.org" for i in range(300)]
+    config = setting(roster=roster_of(people))
+    mail.inbox.data_delay = 0.02  # a slow server, so the interrupt lands mid-run
+
+    tick = subprocess.Popen([*SIGNOFF, "--config", str(config), "tick", "--at", OPEN],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(mail.inbox) < 80 and time.monotonic() < deadline and tick.poll() is None:
+        time.sleep(0.01)
+    os.killpg(tick.pid, signal.SIGINT)  # as the terminal sends it: to the whole process group
+    out, err = tick.communicate(timeout=60)
+    assert tick.returncode != 0 and len(err.strip().splitlines()) == 1, err
+    before = len(mail.inbox)
+    assert 80 <= before < 300
+    assert not [row for row in outbox(config).values() if row.claimed_until is not None
+                and row.status in ("pending", "retrying")]
+
+    mail.inbox.data_delay = 0
+    again = run_signoff("tick", "--at", OPEN, config=config)
+    assert again.returncode == 0, again.stderr
+    received = mail.inbox.recipients()
+    assert sorted(received) == people
+    assert sum(received.values()) - len(people) <= 1
