@@ -137,7 +137,7 @@ class _Run:
         self.links: dict[int, str] = {}  # the unsent claimed rows' links, by outbox id
         self.conn = None
         self.unsent: list[int] = []  # the batch in hand: ids with no outcome recorded yet
-        self.handed: list[Composed] = []  # handed this batch; followed through with the next claim
+        self.handed: list[_Handed] = []  # handed this batch; followed through with the next claim
         self.turns: helpers.Helper | None = None  # see turn()
         self.turning = False  # a turn made there, its claims not yet taken up
 
@@ -174,8 +174,7 @@ class _Run:
         its next command. (On SQLite the database is in-process and the turn is quick; the tick
         makes it at once.)
         """
-        handed = [_handed(item, self.now) for item in self.handed]
-        self.handed = []
+        handed, self.handed = self.handed, []
         wanted = AHEAD + 1 - len(self.composer.pending)
         if not soon or self.turns is None:
             with self.ledger.transaction() as writer:
@@ -267,7 +266,7 @@ class _Run:
             while sent:
                 item = sent.pop()
                 if self.ledger.sent(item, self.now):
-                    self.handed.append(item)
+                    self.handed.append(_handed(item, self.now))
                 self.result.sent += 1
                 self.unsent.remove(item.outbox_id)
 
@@ -342,7 +341,7 @@ class _Run:
                 if self.handed:
                     handed, self.handed = self.handed, []
                     with self.ledger.transaction() as writer:
-                        _follow_through(writer, [_handed(item, self.now) for item in handed])
+                        _follow_through(writer, handed)
                 self.release(self.unsent + self.composer.outstanding() + untaken)
         finally:
             self.composer.close()
