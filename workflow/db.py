@@ -154,6 +154,14 @@ class RawWriter:
         self.dialect = db.engine.dialect.name
         self._started = False  # a statement sent by start(), its result not yet read
         self._prepared: dict[tuple, tuple] = {}  # statements start() prepared on the server
+        # start() and finish() run once per email: libpq's connection and psycopg's pq module
+        # are kept at hand rather than looked up through the pool's wrappers each time.
+        self._pgconn = None if db.is_sqlite else self.dbapi.driver_connection.pgconn
+        self._pq = None
+        if not db.is_sqlite:
+            from psycopg import pq
+
+            self._pq = pq
 
     @contextmanager
     def transaction(self) -> Iterator[RawWriter]:
@@ -186,7 +194,7 @@ class RawWriter:
             self.execute(statement, params)
             return
         name, convert = self._prepare_on_server(statement, params)
-        pgconn = self.dbapi.driver_connection.pgconn
+        pgconn = self._pgconn
         pgconn.send_query_prepared(name, convert(params))
         self._started = True
         while pgconn.flush():  # the connection is non-blocking: a full socket buffer
@@ -197,16 +205,15 @@ class RawWriter:
         if not self._started:
             return
         self._started = False
-        pgconn = self.dbapi.driver_connection.pgconn
+        pgconn = self._pgconn
         pgconn.consume_input()
         while pgconn.is_busy():
             io.select([pgconn.socket], [], [])
             pgconn.consume_input()
-        from psycopg import pq
-
         error = None
+        failed = self._pq.ExecStatus.FATAL_ERROR
         while (result := pgconn.get_result()) is not None:
-            if error is None and result.status == pq.ExecStatus.FATAL_ERROR:
+            if error is None and result.status == failed:
                 error = _error_of(result)
         if error is not None:
             raise error
@@ -216,7 +223,6 @@ class RawWriter:
         for start(), once for each statement and set of parameter names."""
         key = (statement, tuple(params))
         if key not in self._prepared:
-            from psycopg import pq
             from psycopg.adapt import PyFormat, Transformer
             from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
@@ -224,14 +230,14 @@ class RawWriter:
             sql, convert = self._compile(statement, params, psycopg_dialect(
                 paramstyle="numeric_dollar"))
             name = f"signoff_{len(self._prepared)}".encode()
-            result = self.dbapi.driver_connection.pgconn.prepare(name, sql.encode())
-            if result.status == pq.ExecStatus.FATAL_ERROR:
+            result = self._pgconn.prepare(name, sql.encode())
+            if result.status == self._pq.ExecStatus.FATAL_ERROR:
                 raise _error_of(result)
             dump = Transformer.from_context(self.dbapi.driver_connection)
+            formats = [PyFormat.TEXT] * len(convert(params))  # every parameter as text
 
             def to_server(values: dict) -> list:
-                converted = convert(values)
-                return dump.dump_sequence(converted, [PyFormat.TEXT] * len(converted))
+                return dump.dump_sequence(convert(values), formats)
 
             self._prepared[key] = (name, to_server)
         return self._prepared[key]
