@@ -3,6 +3,7 @@ confirms. Read-only; built from the same planner functions the tick uses."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from dataclasses import dataclass
 from typing import Iterator
@@ -42,31 +43,46 @@ def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
             cycle_end = cal.cycle_opens(y + 1)
             window_start = max(start, opens if y > year else start)
             window_end = min(end, cycle_end)
+            # People in the same state have the same sends, for the same reasons: on a large
+            # roster nearly everyone shares a handful of states, so each is worked out once.
+            planned: dict[planner.RequestState, tuple] = {}
             for person in people:
                 request = requests.get(person.id)
                 if request is not None and request.closed_at is not None:
                     continue
                 state = (state_of(request) if request is not None else
                          planner.RequestState(cycle_opens=opens, start_date=person.start_date))
-                reminded = state.reminded_at
-                for when, stage in planner.projection(state, cal, window_start, window_end):
-                    if stage == planner.REMINDER:
-                        reminded = when
-                        why = _first_reminder_why(cal, y, opens, person.start_date, when)
-                        planned = max(cal.local_date(opens), person.start_date or dt.date.min)
-                    else:
-                        days = cal.schedule.reminder_after_days[stage - 1]
-                        why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
-                        planned = cal.local_date(reminded) + dt.timedelta(days=days)
-                    out.append(Entry(when, planner.stage_label(stage), f"{person.name} <{person.email}>",
-                                     policy.slug, why + _moved(cal, when, planned)))
-                if reminded is not None:
-                    due = (request.overdue_at if request is not None and request.overdue_at
-                           else planner.overdue_at(reminded, cal))
+                if state not in planned:
+                    planned[state] = _sends(cal, y, opens, state, window_start, window_end)
+                sends, due = planned[state]
+                who = f"{person.name} <{person.email}>"
+                out.extend(Entry(when, what, who, policy.slug, why) for when, what, why in sends)
+                if due is not None:
+                    if request is not None and request.overdue_at:  # an extension, perhaps
+                        due = request.overdue_at
                     if due <= window_end:
                         overdue.append(due)
     out.extend(_digests(svc, session, sorted(overdue), start, end))
     return sorted(out)
+
+
+def _sends(cal, year: int, opens: dt.datetime, state: planner.RequestState,
+           start: dt.datetime, end: dt.datetime) -> tuple[list[tuple], dt.datetime | None]:
+    """(when, what, why) of each send to a person in `state` between `start` and `end`; and, once
+    their first reminder has gone (or will have by then), when they are overdue."""
+    sends = []
+    reminded = state.reminded_at
+    for when, stage in planner.projection(state, cal, start, end):
+        if stage == planner.REMINDER:
+            reminded = when
+            why = _first_reminder_why(cal, year, opens, state.start_date, when)
+            planned = max(cal.local_date(opens), state.start_date or dt.date.min)
+        else:
+            days = cal.schedule.reminder_after_days[stage - 1]
+            why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
+            planned = cal.local_date(reminded) + dt.timedelta(days=days)
+        sends.append((when, planner.stage_label(stage), why + _moved(cal, when, planned)))
+    return sends, (planner.overdue_at(reminded, cal) if reminded is not None else None)
 
 
 def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start: dt.datetime,
@@ -78,7 +94,7 @@ def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start:
         due = max(planner.next_digest_due(overdue[0], last_day, cal), start)
         if due > end:
             return
-        count = sum(1 for o in overdue if o <= due)
+        count = bisect.bisect_right(overdue, due)  # `overdue` is sorted
         planned = cal.local_date(overdue[0])
         if last_day is not None:
             planned = max(planned, last_day + dt.timedelta(days=cal.schedule.digest_every_days))
