@@ -270,6 +270,21 @@ def test_plan_prints_the_timeline_sends_nothing_and_ticks_keep_to_it(story, cli)
     assert s.tick("2026-10-09 23:59") == []
 
 
+def test_plan_after_downtime_shows_the_follow_ups_the_next_tick_catches_up_on(story, cli):
+    """The scheduler was down when everyone's first follow-up fell due (8 September), and when
+    the second did: the plan from the day it is back shows one follow-up each, the latest, going
+    with its first tick, and that tick sends just that."""
+    s = story()
+    assert s.tick("2026-09-01 08:00") == [(a, "reminder") for a in STAFF]
+    result = cli("plan", "--from", "2026-09-16T11:30", "--to", "2026-09-21", config=s.config)
+    assert result.exit_code == 0, result.output
+    planned = sorted((f"{m[1]} {m[2]}", m[4], m[3])
+                     for m in map(PLAN_LINE.match, result.output.splitlines()) if m)
+    assert planned == [("2026-09-16 11:30", a, "follow-up 2") for a in STAFF]
+    assert s.tick("2026-09-16 11:30") == [(a, "followup") for a in STAFF]
+    assert s.tick("2026-09-21 08:00") == []
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("schedule, start, end", [
     # Christmas and New Year, with new starters whose first day falls in the holidays.

@@ -145,3 +145,33 @@ def test_projection_for_a_person_who_never_confirms():
     after_one = state(stage_sent=1, reminded_at=OPENS_2026, last_message_at=utc(2026, 9, 8, 7, 0))
     assert list(planner.projection(after_one, cal, utc(2026, 9, 9), utc(2026, 12, 1))) == [
         (utc(2026, 9, 15, 7, 0), 2)]
+
+
+def test_projection_after_downtime_shows_what_the_next_tick_catches_up_on():
+    """A follow-up that fell due while the scheduler was down goes with the first tick after it,
+    the latest of several only; the timeline shows it there, as the tick will send it."""
+    cal = calendar()
+    reminded = state(stage_sent=0, reminded_at=OPENS_2026, last_message_at=OPENS_2026)
+    back = utc(2026, 9, 9, 11, 0)  # follow-up 1 was due on the 8th
+    assert planner.due_stage(reminded, cal, back) == 1
+    assert list(planner.projection(reminded, cal, back, utc(2026, 12, 1))) == [
+        (back, 1), (utc(2026, 9, 15, 7, 0), 2)]
+    much_later = utc(2026, 9, 16, 11, 0)  # both were due: only the second goes
+    assert planner.due_stage(reminded, cal, much_later) == 2
+    assert list(planner.projection(reminded, cal, much_later, utc(2026, 12, 1))) == [
+        (much_later, 2)]
+    # Caught up on the morning of the next one's day: that one waits a day.
+    early = utc(2026, 9, 15, 6, 0)
+    caught_up = state(stage_sent=1, reminded_at=OPENS_2026, last_message_at=early)
+    assert list(planner.projection(caught_up, cal, early, utc(2026, 12, 1))) == [
+        (utc(2026, 9, 16, 7, 0), 2)]
+
+
+def test_projection_while_the_first_reminder_waits_in_the_outbox():
+    """Queued but not sent yet (the mail server down): it goes with the next tick, and the
+    follow-ups count from then."""
+    cal = calendar()
+    queued = state(stage_sent=0)
+    start = utc(2026, 9, 2, 9, 0)
+    assert list(planner.projection(queued, cal, start, utc(2026, 12, 1))) == [
+        (utc(2026, 9, 9, 7, 0), 1), (utc(2026, 9, 16, 7, 0), 2)]

@@ -8,7 +8,7 @@ person never gets two scheduled messages on the same local day.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from .calendar import Calendar
@@ -102,21 +102,22 @@ def next_digest_due(earliest_overdue: dt.datetime, last_digest_day: dt.date | No
 
 def projection(state: RequestState, cal: Calendar, start: dt.datetime,
                end: dt.datetime) -> Iterator[tuple[dt.datetime, int]]:
-    """The sends this request would get between start and end if the person never confirms."""
-    if state.stage_sent < REMINDER:
-        due = max(first_reminder_due(state, cal), start)
-        if due > end:
+    """The sends this request would get between start and end if the person never confirms: what
+    a tick at `start`, then one at each next check, would send. So a follow-up that fell due before
+    `start` and was not sent (the scheduler was down) shows at `start`, the latest of several only,
+    as the tick sends it; and never two on one day."""
+    if state.stage_sent >= REMINDER and state.reminded_at is None:
+        # The first reminder is queued and not yet gone: it goes with the tick at `start`.
+        state = replace(state, reminded_at=start, last_message_at=start)
+    now = start
+    while now <= end:
+        stage = due_stage(state, cal, now)
+        if stage is not None:
+            yield now, stage
+            state = replace(state, stage_sent=stage, reminded_at=state.reminded_at or now,
+                            last_message_at=now)
+            continue
+        later = next_check(state, cal, now)  # which keeps to one message a day
+        if later is None or later <= now:  # nothing more to send (or a state no tick leaves)
             return
-        yield due, REMINDER
-        reminded_at = due
-    else:
-        reminded_at = state.reminded_at or start
-    last = len(cal.schedule.reminder_after_days)
-    for stage in range(max(state.stage_sent, REMINDER) + 1, last + 1):
-        due = followup_due(reminded_at, stage, cal)
-        if due > end:
-            return
-        if stage < last and followup_due(reminded_at, stage + 1, cal) == due:
-            continue  # moved onto the next one's day: due_stage sends only the latest of the two
-        if due >= start:
-            yield due, stage
+        now = later
