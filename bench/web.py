@@ -82,7 +82,7 @@ def _link(w: world.World) -> str:
 
     app = w.app()
     svc = app.extensions["signoff"]
-    token, digest = tokens.new_token()
+    (token, digest), = tokens.new_tokens(1)
     with svc.db.write() as session:
         request_id = session.scalars(select(Request.id).order_by(Request.id).limit(1)).one()
         session.add(Link(request_id=request_id, token_sha256=digest, created_at=world.OPEN))
