@@ -56,13 +56,13 @@ def floor_seconds(messages: list[bytes]) -> float:
     return elapsed
 
 
-def run(rounds: int = ROUNDS, db_url=None) -> dict:
+def run(rounds: int = ROUNDS, db_url=None, staff: int = STAFF) -> dict:
     """`db_url`: None for SQLite, or a callable giving a fresh database's URL each round."""
     measured = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as folder:
             keep = str(Path(folder) / "messages.pickle")
-            tick_time, sent = tick_seconds(keep=keep, db_url=db_url() if db_url else None)
+            tick_time, sent = tick_seconds(staff, keep=keep, db_url=db_url() if db_url else None)
             with open(keep, "rb") as f:
                 messages = pickle.load(f)
         floor_time = floor_seconds(messages)

@@ -90,12 +90,12 @@ def _link(w: world.World) -> str:
     return f"/c/{token}"
 
 
-def run(db_url: str | None = None) -> dict:
+def run(db_url: str | None = None, staff: int = 5_000) -> dict:
     # The page checks a link against the real clock's cycle: make the requests in that cycle.
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone.utc)
-    w = world.build(5_000, requests_sent_at=now - dt.timedelta(minutes=1), db_url=db_url)
+    w = world.build(staff, requests_sent_at=now - dt.timedelta(minutes=1), db_url=db_url)
     path = _link(w)
     port = world.free_port()
     env = {**os.environ, "SIGNOFF_SECRET_KEY": "bench"}
