@@ -13,7 +13,7 @@ import functools
 import logging
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import String, bindparam, cast, literal, select, update
+from sqlalchemy import String, and_, bindparam, cast, literal, not_, or_, select, update
 
 from . import digest, events, planner, policies
 from .app import Services
@@ -65,10 +65,10 @@ def run(svc: Services, now: dt.datetime) -> TickResult:
         session.add(run_row)
         setting_id = policies.sync(session, svc.config, now)
         cycles = _open_cycles(svc, session, now, result)
-        result.new_requests = _ask_everyone(svc, session, setting_id, cycles, now)
+        result.new_requests, result.queued = _ask_everyone(svc, session, setting_id, cycles, now)
     if result.new_requests >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "staff")
-    result.queued = _queue_due(svc, [c.id for c in cycles], now)
+    result.queued += _queue_due(svc, [c.id for c in cycles], now)
     if result.queued >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "outbox")
     with svc.db.write() as session:
@@ -100,24 +100,46 @@ def _open_cycles(svc: Services, session, now: dt.datetime, result: TickResult) -
 
 
 def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
-                  now: dt.datetime) -> int:
-    """A request for every active person who has none in the cycle: one INSERT … SELECT each.
+                  now: dt.datetime) -> tuple[int, int]:
+    """A request for every active person who has none in the cycle; returns how many, and how many
+    first reminders were queued with them.
+
+    Everyone who had started by the opening is in the same state, so they are created already
+    planned, and their first reminders (if due) queued, by an INSERT … SELECT each, in this same
+    transaction: on an opening day that is everyone, and _queue_due() would read them all back
+    and update them before the first email could go. New starters still to start are left for
+    _queue_due(), which plans each start date as it comes.
 
     NOT IN rather than NOT EXISTS: PostgreSQL then reads the cycle's requests once, into a hash.
     Planned as an anti-join instead, on a cycle with no requests yet (its opening day), it may
     choose a nested loop that rescans the rows this very statement is inserting: quadratic in the
     number of staff.
     """
-    added = 0
+    added = queued = 0
     for cycle in cycles:
-        asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
-        missing = (select(literal(cycle.id), Staff.id, literal(now, Request.created_at.type),
-                          literal(-1), literal(now, Request.next_check_at.type))
-                   .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked)))
-        stmt = svc.db.insert(Request.__table__).from_select(
-            ["cycle_id", "staff_id", "created_at", "stage_sent", "next_check_at"], missing)
-        added += session.execute(stmt).rowcount or 0
-    return added
+        # A start date on or before the opening's day moves the first reminder no later.
+        started = or_(Staff.start_date.is_(None),
+                      Staff.start_date <= svc.calendar.local_date(cycle.opens_at))
+        stage, later = _decide(svc.calendar, now, planner.RequestState(
+            cycle_opens=cycle.opens_at, start_date=None))
+        for whom, (stage_sent, last, next_check) in (
+                (started, (later.stage_sent, later.last_message_at, later.next_check)),
+                (not_(started), (-1, None, now))):
+            asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
+            missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN),
+                              literal(stage_sent), literal(last, _WHEN), literal(next_check, _WHEN))
+                       .where(Staff.setting_id == setting_id, Staff.active, whom,
+                              Staff.id.not_in(asked)))
+            added += session.execute(svc.db.insert(Request.__table__).from_select(
+                ["cycle_id", "staff_id", "created_at", "stage_sent", "last_message_at",
+                 "next_check_at"], missing)).rowcount or 0
+        if stage is not None:
+            # The requests just made (none made before has this `now`), or by a tick at the
+            # same moment: the outbox's keys keep each message once.
+            made = and_(_R.cycle_id == cycle.id, _R.created_at == bindparam("now", type_=_WHEN),
+                        _R.stage_sent == stage, _R.reminded_at.is_(None))
+            queued += session.execute(_queue_all(svc.db, stage, made), {"now": now}).rowcount or 0
+    return added, queued
 
 
 def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
@@ -151,7 +173,8 @@ def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
                     ids = [row.id for row in rows]
                     conn.execute(_planned_all(svc.db), {**planned, "ids": ids})
                     if stage is not None:
-                        conn.execute(_queue_all(svc.db, stage), {"ids": ids, "now": now})
+                        conn.execute(_queue_all(svc.db, stage, svc.db.among(_R.id, "ids")),
+                                     {"ids": ids, "now": now})
                         queued += len(ids)
                     continue
                 changes += [{**planned, "rid": row.id} for row in rows]
@@ -191,6 +214,7 @@ def _decide(cal, now: dt.datetime, state: planner.RequestState) -> tuple[int | N
 
 
 _R = Request.__table__.c
+_WHEN = UTCDateTime()
 _DUE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, Cycle.opens_at,
                Staff.start_date, Staff.email, Staff.name)
         .join(Staff, _R.staff_id == Staff.id).join(Cycle, _R.cycle_id == Cycle.id)
@@ -210,15 +234,15 @@ def _planned_all(db):
     return update(Request.__table__).where(db.among(_R.id, "ids")).values(**_PLANNED_VALUES)
 
 
-def _queue_all(db, stage: int):
-    """enqueue_many() of stage `stage` for the requests `ids`, as one INSERT … SELECT: the key
-    made as _key() makes it, the address read from the person."""
-    now = bindparam("now", type_=UTCDateTime())
+def _queue_all(db, stage: int, requests):
+    """enqueue_many() of stage `stage` for the `requests` (a condition on them), as one INSERT …
+    SELECT: the key made as _key() makes it, the address read from the person."""
+    now = bindparam("now", type_=_WHEN)
     key = literal("req:") + cast(_R.id, String) + literal(f":{planner.stage_name(stage)}")
     rows = (select(key, literal(_kind(stage)), literal(stage), _R.id, Staff.email, Staff.name, now,
                    literal("pending"), literal(0), now)
             .join(Staff, _R.staff_id == Staff.id)
-            .where(db.among(_R.id, "ids")).order_by(_R.id))
+            .where(requests).order_by(_R.id))
     return db.insert(Outbox.__table__).from_select(
         ["key", "kind", "stage", "request_id", "to_email", "to_name", "created_at", "status",
          "attempts", "next_attempt_at"], rows)
