@@ -13,7 +13,7 @@ import functools
 import logging
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import String, and_, bindparam, cast, literal, not_, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, literal, or_, select, update
 
 from . import digest, events, planner, policies
 from .app import Services
@@ -105,7 +105,7 @@ def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
     first reminders were queued with them.
 
     Everyone who had started by the opening is in the same state, so they are created already
-    planned, and their first reminders (if due) queued, by an INSERT … SELECT each, in this same
+    planned, and their first reminders (if due) queued by one more INSERT … SELECT, in this same
     transaction: on an opening day that is everyone, and _queue_due() would read them all back
     and update them before the first email could go. New starters still to start are left for
     _queue_due(), which plans each start date as it comes.
@@ -122,24 +122,30 @@ def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
                       Staff.start_date <= svc.calendar.local_date(cycle.opens_at))
         stage, later = _decide(svc.calendar, now, planner.RequestState(
             cycle_opens=cycle.opens_at, start_date=None))
-        for whom, (stage_sent, last, next_check) in (
-                (started, (later.stage_sent, later.last_message_at, later.next_check)),
-                (not_(started), (-1, None, now))):
-            asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
-            missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN),
-                              literal(stage_sent), literal(last, _WHEN), literal(next_check, _WHEN))
-                       .where(Staff.setting_id == setting_id, Staff.active, whom,
-                              Staff.id.not_in(asked)))
-            added += session.execute(svc.db.insert(Request.__table__).from_select(
-                ["cycle_id", "staff_id", "created_at", "stage_sent", "last_message_at",
-                 "next_check_at"], missing)).rowcount or 0
-        if stage is not None:
+        asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
+        missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN),
+                          _either(started, later.stage_sent, -1),
+                          _either(started, later.last_message_at, None, _WHEN),
+                          _either(started, later.next_check, now, _WHEN))
+                   .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked)))
+        made = session.execute(svc.db.insert(Request.__table__).from_select(
+            ["cycle_id", "staff_id", "created_at", "stage_sent", "last_message_at",
+             "next_check_at"], missing)).rowcount or 0
+        added += made
+        if made and stage is not None:
             # The requests just made (none made before has this `now`), or by a tick at the
             # same moment: the outbox's keys keep each message once.
-            made = and_(_R.cycle_id == cycle.id, _R.created_at == bindparam("now", type_=_WHEN),
-                        _R.stage_sent == stage, _R.reminded_at.is_(None))
-            queued += session.execute(_queue_all(svc.db, stage, made), {"now": now}).rowcount or 0
+            requests = and_(_R.cycle_id == cycle.id,
+                            _R.created_at == bindparam("now", type_=_WHEN),
+                            _R.stage_sent == stage, _R.reminded_at.is_(None))
+            queued += session.execute(_queue_all(svc.db, stage, requests),
+                                      {"now": now}).rowcount or 0
     return added, queued
+
+
+def _either(condition, value, otherwise, type_=None):
+    """`value` where `condition` holds, else `otherwise`: CASE WHEN … THEN … ELSE … END."""
+    return case((condition, literal(value, type_)), else_=literal(otherwise, type_))
 
 
 def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
