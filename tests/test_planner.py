@@ -175,3 +175,20 @@ def test_projection_while_the_first_reminder_waits_in_the_outbox():
     start = utc(2026, 9, 2, 9, 0)
     assert list(planner.projection(queued, cal, start, utc(2026, 12, 1))) == [
         (utc(2026, 9, 9, 7, 0), 1), (utc(2026, 9, 16, 7, 0), 2)]
+
+
+def test_the_timeline_counts_someone_overdue_only_once_their_first_reminder_is_on_its_way():
+    """What a state adds to the timeline: its sends, and when it is overdue. A new starter whose
+    first reminder is after the window is not overdue in it; one whose reminder is queued (the
+    mail server down) is counted from the next tick, when it goes."""
+    from workflow import timeline
+
+    cal = calendar()
+    start, end = utc(2026, 9, 10, 8, 0), utc(2026, 10, 4)
+    starter = state(start_date=D(2026, 10, 5))
+    assert timeline._sends(cal, 2026, OPENS_2026, starter, start, end) == ([], None)
+    queued = state(stage_sent=0)
+    sends, overdue = timeline._sends(cal, 2026, OPENS_2026, queued, start, end)
+    assert [(when, what) for when, what, _ in sends] == [
+        (utc(2026, 9, 17, 7, 0), "follow-up 1"), (utc(2026, 9, 24, 7, 0), "follow-up 2")]
+    assert overdue == planner.overdue_at(start, cal) == utc(2026, 10, 1, 7, 0)

@@ -71,7 +71,9 @@ def _sends(cal, year: int, opens: dt.datetime, state: planner.RequestState,
     """(when, what, why) of each send to a person in `state` between `start` and `end`; and, once
     their first reminder has gone (or will have by then), when they are overdue."""
     sends = []
-    reminded = state.reminded_at or start  # a first reminder still queued goes at `start`
+    reminded = state.reminded_at
+    if reminded is None and state.stage_sent >= planner.REMINDER:
+        reminded = start  # queued and not gone yet: it goes with the tick at `start`
     for when, stage in planner.projection(state, cal, start, end):
         if stage == planner.REMINDER:
             reminded = when
