@@ -97,7 +97,8 @@ def test_server_down_costs_nothing_and_the_next_tick_sends_everything_once(setti
     # Meanwhile the timeline counts the follow-ups from the next tick, when the reminders will go.
     plan = cli("plan", "--from", "2026-09-01T09:00", "--to", "2026-09-30", config=config)
     assert plan.exit_code == 0, plan.output
-    assert plan.output.count("follow-up 1") == 3 and "2026-09-08 Tue 08:00  follow-up 1" in plan.output
+    assert plan.output.count("follow-up 1") == 3
+    assert "2026-09-08 Tue 08:00  follow-up 1" in plan.output
 
     mail.start()
     back = cli("tick", "--at", "2026-09-01T09:10+01:00", config=config)
