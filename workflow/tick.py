@@ -151,11 +151,12 @@ def _either(condition, value, otherwise, type_=None):
 def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
     """Queue the one stage each due request needs now; store when to look at it next.
 
-    Core rows, not ORM objects, and each distinct state planned once: on the opening day every
-    request is in the same state, and this runs for each of them before a message can go. Requests
-    that come to the same decision, GROUPED or more of them in a batch (the opening day's, a
-    follow-up day's), are queued and updated by two statements for them all; the few scattered
-    ones of an ordinary day go a row at a time.
+    Core rows, not ORM objects, and each distinct state planned once: on a follow-up day (or a
+    first tick after downtime) thousands of requests are in the same state, and this runs for each
+    of them before a message can go. (The opening day's are planned as they are made: see
+    _ask_everyone().) Requests that come to the same decision, GROUPED or more of them in a batch,
+    are queued and updated by two statements for them all; the few scattered ones of an ordinary
+    day go a row at a time.
     """
     decide = functools.lru_cache(maxsize=4096)(functools.partial(_decide, svc.calendar, now))
     queued, after = 0, 0
