@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench browser clean
+.PHONY: demo test test-fast bench browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The quick loop while working: everything but the browser, PostgreSQL and slow tests (those that
+# start signoff as a process or take over ~2 s). `make test` still runs them all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser and not postgres and not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

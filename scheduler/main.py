@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
+import threading
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
@@ -16,11 +17,11 @@ log = logging.getLogger("signoff.scheduler")
 JOB_ID = "signoff-tick"
 
 
-def tick_job(app: Flask) -> None:
+def tick_job(app: Flask, stopping: threading.Event) -> None:
     svc = app.extensions["signoff"]
     try:
         with app.app_context():
-            result = tick.run(svc, dt.datetime.now(dt.timezone.utc))
+            result = tick.run(svc, dt.datetime.now(dt.timezone.utc), stopping)
     except Exception:
         # A bad tick must not kill the scheduler; the next interval tries again.
         log.exception("tick failed")
@@ -28,12 +29,12 @@ def tick_job(app: Flask) -> None:
     (log.info if result.ok else log.warning)(result.summary())
 
 
-def build(app: Flask) -> BlockingScheduler:
+def build(app: Flask, stopping: threading.Event) -> BlockingScheduler:
     svc = app.extensions["signoff"]
     interval = svc.config.scheduler.interval_seconds
     scheduler = BlockingScheduler(timezone=svc.calendar.tz)
     scheduler.add_job(
-        tick_job, "interval", args=[app], id=JOB_ID, replace_existing=True,
+        tick_job, "interval", args=[app, stopping], id=JOB_ID, replace_existing=True,
         seconds=interval,
         next_run_time=dt.datetime.now(svc.calendar.tz),  # first tick at once, not after one interval
         coalesce=True,  # after a pause, one catch-up run, not one per missed interval
@@ -44,10 +45,14 @@ def build(app: Flask) -> BlockingScheduler:
 
 
 def run(app: Flask) -> None:
-    scheduler = build(app)
+    stopping = threading.Event()
+    scheduler = build(app, stopping)
 
     def stop(signum, _frame):
-        log.info("received %s, stopping after the current tick", signal.Signals(signum).name)
+        # A tick sending at the provider's pace may have hours to go: it stops after the
+        # message in hand, and hands back its claim if that had not gone.
+        log.info("received %s, stopping after the message in hand", signal.Signals(signum).name)
+        stopping.set()
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)

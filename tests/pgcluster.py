@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ports import free_port
@@ -17,10 +18,14 @@ class PostgresCluster:
     """A throwaway PostgreSQL server in a temporary folder, run as the `postgres` user when we are
     root (initdb refuses root). Each test gets its own database on it."""
 
-    def __init__(self):
+    def __init__(self, root: str | None = None):
+        """`root`: where its temporary folder goes (default: the system's temporary folder)."""
         self.bin = self._find_bin()
         self.url = os.environ.get("SIGNOFF_TEST_DATABASE_URL")
+        self.root = root
         self.folder = None
+        self._dropper: ThreadPoolExecutor | None = None
+        self._drops: list[Future] = []
         self._names = itertools.count()
 
     @staticmethod
@@ -44,7 +49,7 @@ class PostgresCluster:
         """Start it; `settings` are extra `name=value` server settings."""
         if self.url:
             return
-        self.folder = Path(tempfile.mkdtemp(prefix="signoff-pg-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="signoff-pg-", dir=self.root))
         os.chmod(self.folder, 0o777)
         data, port = self.folder / "data", free_port()
         if os.geteuid() == 0:
@@ -60,6 +65,11 @@ class PostgresCluster:
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
 
     def stop(self) -> None:
+        if self._dropper is not None:
+            self._dropper.shutdown(wait=True)
+            self._dropper = None
+            for drop in self._drops:
+                drop.result()  # raises what a drop raised
         if self.folder is None:
             return
         subprocess.run(self._as_postgres([str(self.bin / "pg_ctl"), "-D",
@@ -68,11 +78,27 @@ class PostgresCluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def new_database(self) -> str:
+        name = f"signoff_test_{os.getpid()}_{next(self._names)}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{self._base()}/{name}"
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database new_database() made, whoever is still connected to it, in the
+        background: the server waits a tenth of a second for the connections it ends to go."""
+        if self._dropper is None:
+            self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-database")
+        self._drops.append(self._dropper.submit(self._drop, url.rsplit("/", 1)[1]))
+
+    def _drop(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _base(self) -> str:
+        return self.url.rsplit("/", 1)[0] if self.url.count("/") > 2 else self.url
+
+    def _admin(self):
         import psycopg
 
-        name = f"signoff_test_{os.getpid()}_{next(self._names)}"
-        base = self.url.rsplit("/", 1)[0] if self.url.count("/") > 2 else self.url
-        admin = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"{base}/{name}"
+        admin = self._base().replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+        return psycopg.connect(admin, autocommit=True)

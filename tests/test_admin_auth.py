@@ -3,6 +3,8 @@ CSRF on every form, sessions that end on sign-out or removal. Flask test client 
 
 from __future__ import annotations
 
+import pytest
+
 import dataclasses
 import datetime as dt
 
@@ -145,6 +147,7 @@ def test_sign_in_is_rate_limited_per_address_then_recovers(app):
         assert client.get("/admin/").status_code == 200
 
 
+@pytest.mark.slow
 def test_sign_in_is_rate_limited_per_ip(app, cli, console):
     client = app.test_client()
     with time_machine.travel(at("2026-10-05 10:00"), tick=False):

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from admin_helpers import ADMIN, PASSWORD, sign_in
 from conftest import ROOT, at, link_in
-from test_emails import confirm_by_page
+from helpers import confirm_by_page
 from workflow import config as config_mod
 from workflow.app import create_app
 from workflow.models import Cycle, Policy

@@ -3,6 +3,8 @@ not click's three-line Usage / Try / Error block; `--help` and a bare group stil
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import run_signoff
 
 
@@ -50,6 +52,7 @@ def test_help_still_works(tmp_path, cli):
     assert "remove" in group.output and "Traceback" not in group.output
 
 
+@pytest.mark.slow
 def test_one_line_from_the_real_command(setup):
     config = setup()
     done = run_signoff("plan", "--from", "2026-09-10", "--to", "2026-09-01", config=config)

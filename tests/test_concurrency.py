@@ -53,6 +53,7 @@ def test_tick_twice_sends_nothing_twice(setup, cli, smtp):
     assert recipients(smtp.inbox) == Counter({**{a: 3 for a in STAFF}, HEAD: 1})
 
 
+@pytest.mark.slow
 def test_three_ticks_at_once_send_every_message_exactly_once(setup, smtp):
     config = setup()
     results = ticks_at_once(config, "2026-09-01T08:00+01:00")
@@ -67,6 +68,7 @@ def test_three_ticks_at_once_send_every_message_exactly_once(setup, smtp):
     assert recipients(smtp.inbox) == Counter({**{a: 2 for a in STAFF}, HEAD: 1})
 
 
+@pytest.mark.slow
 def test_three_ticks_at_once_for_two_hundred_people(setup, smtp):
     people = [f"Person {i:03d},person{i:03d}@example.org,Practitioner,,yes" for i in range(200)]
     config = setup(ROSTER.splitlines()[0] + "\n" + "\n".join(people) + "\n")
@@ -77,6 +79,7 @@ def test_three_ticks_at_once_for_two_hundred_people(setup, smtp):
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.slow
 def test_a_tick_that_finds_another_opening_the_cycle_waits_and_carries_on(setup, smtp):
     """PostgreSQL runs two ticks' opening of the cycle side by side (SQLite queues whole write
     transactions): the second waits for the first's row and must then use it, not fail."""

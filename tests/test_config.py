@@ -177,6 +177,7 @@ def test_missing_config_file(tmp_path, cli):
     _one_line_exit_2(cli("init", config=path), str(path), "not found")
 
 
+@pytest.mark.slow
 def test_missing_config_file_as_a_real_process(tmp_path):
     path = tmp_path / "nowhere.toml"
     result = run_signoff("tick", config=path)
@@ -185,6 +186,7 @@ def test_missing_config_file_as_a_real_process(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_bad_config_as_a_real_process(tmp_path):
     path = _write(tmp_path, 'timezone = "Europe/London"', 'timezone = "Mars/Olympus"')
     result = run_signoff("report", config=path)

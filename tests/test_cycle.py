@@ -103,6 +103,7 @@ def outbox_rows(config_path) -> list[tuple[str, str]]:
         db.dispose()
 
 
+@pytest.mark.slow
 def test_whole_cycle_from_the_opening(story, make_app):
     s = story()
     app = make_app(s.config)

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import SIGNOFF, free_port
 
+pytestmark = pytest.mark.slow  # each starts signoff or another program as a process
+
 ACTIVE = {"amira.khan@example.org", "ben.lewis@example.org", "chloe.evans@example.org",
           "daniel.okafor@example.org", "ellie.morgan@example.org", "farah.ali@example.org"}
 ENTRY = re.compile(r'<a href="/m/([^"]+)">\s*<span class="subject">([^<]*)</span>\s*'

@@ -3,9 +3,7 @@ our login, or outlives a killed tick — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import os
 import signal
 import subprocess
@@ -16,71 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import ROSTER, SIGNOFF, initialise, run_signoff, write_config
+from conftest import ROSTER, SIGNOFF, run_signoff, write_config
+from delivery_helpers import (by_address, database, mail, one_line_error, outbox,  # noqa: F401
+                              roster_of, setting, table)
 from smtp_faults import FaultServer, password_checker
 
 OPEN = "2026-09-01T09:00+01:00"
 OPEN_AT = dt.datetime.fromisoformat(OPEN)
 PEOPLE = ["amira@example.org", "ben@example.org", "chloe@example.org"]
-
-
-@pytest.fixture
-def mail():
-    server = FaultServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def setting(tmp_path, db_url, mail, cli):
-    """A configured setting pointed at the fault server (or `port`), roster imported."""
-    def make(roster: str = ROSTER, port: int | None = None, timeout: int | None = None,
-             mail_extra: str = "", **overrides) -> Path:
-        path = write_config(tmp_path, db_url, port or mail.port, **overrides)
-        text = path.read_text()
-        if timeout is not None:
-            text = text.replace("timeout_seconds = 5", f"timeout_seconds = {timeout}")
-        path.write_text(text.replace("[mail]\n", "[mail]\n" + mail_extra))
-        return initialise(cli, path, roster)
-
-    return make
-
-
-def outbox(config: Path) -> dict[str, object]:
-    """The outbox rows by key, read straight from the database."""
-    from workflow import config as config_mod
-    from workflow.db import Database
-    from workflow.models import Outbox
-
-    db = Database(config_mod.load(config).database.url)
-    try:
-        with db.read() as session:
-            return {row.key: row for row in session.scalars(select(Outbox))}
-    finally:
-        db.dispose()
-
-
-def table(config: Path, model) -> list:
-    from workflow import config as config_mod
-    from workflow.db import Database
-
-    db = Database(config_mod.load(config).database.url)
-    try:
-        with db.read() as session:
-            return list(session.scalars(select(model)))
-    finally:
-        db.dispose()
-
-
-def by_address(rows) -> dict[str, object]:
-    return {row.to_email: row for row in rows.values() if row.kind == "reminder"}
-
-
-def one_line_error(result) -> str:
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 # --- the server is down, then back ------------------------------------------------------------
@@ -112,11 +53,12 @@ def test_server_down_costs_nothing_and_the_next_tick_sends_everything_once(setti
 # --- transient refusals back off and are delivered once ---------------------------------------
 
 @pytest.mark.parametrize("at, action", [
-    ("RCPT", "451 4.7.1 Greylisted, try again later"),
+    ("RCPT", "450 4.2.1 Mailbox busy, try again later"),
     ("DATA", "452 4.3.1 Insufficient system storage"),
     ("DATA", "stall"),  # longer than [mail] timeout_seconds
     ("DATA", "drop"),   # the connection goes mid-message
 ], ids=["4xx-rcpt", "4xx-data", "timeout", "dropped"])
+@pytest.mark.slow
 def test_transient_refusal_is_retried_with_growing_backoff_and_delivered_once(
         setting, cli, mail, at, action):
     config = setting(timeout=1)
@@ -153,9 +95,33 @@ def test_transient_refusal_is_retried_with_growing_backoff_and_delivered_once(
     assert mail.inbox.recipients() == Counter(PEOPLE)
 
 
+@pytest.mark.slow
+def test_a_message_refused_every_time_backs_off_to_the_cap_then_fails_and_is_reported(
+        setting, cli, mail):
+    from workflow.outbox import BACKOFF_CAP, MAX_ATTEMPTS
+
+    config = setting()
+    mail.inbox.add("ben@example.org", "RCPT", "450 4.2.1 Mailbox busy, try again later")
+    when, delays = OPEN_AT, []
+    for _ in range(MAX_ATTEMPTS):
+        assert cli("tick", "--at", when.isoformat(), config=config).exit_code == 1
+        ben = by_address(outbox(config))["ben@example.org"]
+        if ben.status == "failed":
+            break
+        delays.append(ben.next_attempt_at - when)
+        when = ben.next_attempt_at
+    assert (ben.status, ben.attempts) == ("failed", MAX_ATTEMPTS)
+    assert ben.last_error == (f"gave up after {MAX_ATTEMPTS} attempts: "
+                              "450 4.2.1 Mailbox busy, try again later")
+    assert max(delays) <= BACKOFF_CAP * 1.25 and max(delays) >= BACKOFF_CAP * 0.75
+    report = cli("report", "--format", "csv", config=config)
+    assert f"failed: gave up after {MAX_ATTEMPTS} attempts" in report.output
+
+
+@pytest.mark.slow
 def test_concurrent_ticks_make_one_retry_attempt(setting, cli, mail):
     config = setting()
-    mail.inbox.add("ben@example.org", "RCPT", "451 4.7.1 Greylisted, try again later")
+    mail.inbox.add("ben@example.org", "RCPT", "450 4.2.1 Mailbox busy, try again later")
     assert cli("tick", "--at", OPEN, config=config).exit_code == 1
     retry_at = by_address(outbox(config))["ben@example.org"].next_attempt_at.isoformat()
 
@@ -166,7 +132,7 @@ def test_concurrent_ticks_make_one_retry_attempt(setting, cli, mail):
     assert all("Traceback" not in err for _, err in outputs)
     ben = by_address(outbox(config))["ben@example.org"]
     assert ben.attempts == 2  # one attempt between the three ticks
-    assert mail.inbox.hits[("ben@example.org", "RCPT", "451 4.7.1 Greylisted, try again later")] == 2
+    assert mail.inbox.hits[("ben@example.org", "RCPT", "450 4.2.1 Mailbox busy, try again later")] == 2
 
 
 # --- permanent refusal --------------------------------------------------------------------------
@@ -257,170 +223,137 @@ def requests_and_events(config: Path) -> tuple[list, list]:
     return table(config, Request), [event.kind for event in table(config, Event)]
 
 
-def test_a_run_that_dies_after_the_server_took_a_batch_is_finished_later_not_sent_again(
+def test_a_run_that_dies_between_a_send_and_its_record_sends_that_one_message_once_more(
         setting, cli, mail, monkeypatch):
+    """The outcome of each email is committed before the next goes: a run that dies after the
+    server took a message, before storing it, leaves everything else exact. Once its lease has
+    run out a later tick sends that one message again (the server's copy cannot be known) and
+    the rest once."""
     from workflow import outbox as outbox_mod
+    from workflow.outbox import LEASE
 
     config = setting()
+    real = outbox_mod.Sender._sent
+    calls = []
 
-    def dies(*args, **kwargs):
-        raise Died()
+    def dies_on_the_second(sender, job, composed):
+        calls.append(job.id)
+        if len(calls) == 2:
+            raise Died()
+        real(sender, job, composed)
 
-    monkeypatch.setattr(outbox_mod, "_follow_through", dies)
+    monkeypatch.setattr(outbox_mod.Sender, "_sent", dies_on_the_second)
+    # Dead, the process hands nothing back (as a Ctrl-C would): its claim waits out the lease.
+    monkeypatch.setattr(outbox_mod.Sender, "release", lambda sender, job: None)
     with pytest.raises(Died):
         cli("tick", "--at", OPEN, config=config)
     monkeypatch.undo()
-
-    # The server took all three; the rows say so, and nothing that follows was written.
-    assert sorted(mail.inbox.recipients()) == PEOPLE
-    assert {row.status for row in outbox(config).values()} == {"handed"}
+    assert len(mail.inbox) == 2
+    rows = outbox(config)
+    assert sorted(row.status for row in rows.values()) == ["pending", "pending", "sent"]
     requests, kinds = requests_and_events(config)
-    assert all(r.reminded_at is None for r in requests) and "invited" not in kinds
-    # The report already counts them as sent: the server has them.
-    report = cli("report", "--format", "csv", "--at", OPEN, config=config)
-    rows = list(csv.DictReader(io.StringIO(report.output)))
-    assert [(r["reminders_sent"], r["delivery"]) for r in rows] == [("1", "ok")] * 3
+    assert sum(r.reminded_at is not None for r in requests) == Counter(kinds)["invited"] == 1
 
-    # A run inside the lease leaves them to the run that might still be going...
+    # Inside the lease the message on the wire is left alone (its run might still be going)...
     soon = cli("tick", "--at", (OPEN_AT + dt.timedelta(minutes=1)).isoformat(), config=config)
     assert soon.exit_code == 0, soon.output
-    assert {row.status for row in outbox(config).values()} == {"handed"}
-
-    # ...and once it has expired, one finishes them: sent, the clocks started, logged once each.
-    from workflow.outbox import LEASE
-
-    later = OPEN_AT + LEASE + dt.timedelta(minutes=1)
-    finish = cli("tick", "--at", later.isoformat(), config=config)
-    assert finish.exit_code == 0, finish.output
-    assert sorted(mail.inbox.recipients()) == PEOPLE  # nobody had a second email
+    assert len(mail.inbox) == 3
+    # ...and once it has run out it goes again: at most the one message twice.
+    later = cli("tick", "--at", (OPEN_AT + LEASE + dt.timedelta(minutes=1)).isoformat(),
+                config=config)
+    assert later.exit_code == 0, later.output
+    received = mail.inbox.recipients()
+    assert set(received) == set(PEOPLE) and sorted(received.values()) == [1, 1, 2]
     assert {row.status for row in outbox(config).values()} == {"sent"}
     requests, kinds = requests_and_events(config)
-    assert all(r.reminded_at == OPEN_AT for r in requests)
-    assert all(r.overdue_at is not None and r.next_check_at > OPEN_AT for r in requests)
+    assert all(r.reminded_at is not None and r.overdue_at is not None for r in requests)
     assert Counter(kinds)["invited"] == 3
 
 
-def test_a_claim_about_to_run_out_is_handed_back_and_sent_once_under_a_new_one(
-        setting, cli, mail, monkeypatch, caplog):
+def test_each_claim_is_leased_from_when_it_is_made_not_from_the_start_of_the_run(
+        setting, cli, mail, monkeypatch):
+    """A paced run lasts hours: the lease of its hundredth message starts when that message is
+    claimed. (The run's clock is made to move ten minutes at each look.)"""
     import itertools
-    import logging
 
     from workflow import outbox as outbox_mod
-    from workflow.models import Link
-
-    caplog.set_level(logging.INFO, logger="signoff.outbox")
+    from workflow.models import Outbox
 
     config = setting()
-    # Each look at the clock finds four minutes gone, as with a very slow server: the third
-    # message would start with under LEASE_MARGIN of its claim left.
-    ticks = itertools.count()
-    monkeypatch.setattr(outbox_mod._Run, "clock",
-                        lambda run: run.now + dt.timedelta(minutes=4) * next(ticks))
-    result = cli("tick", "--at", OPEN, config=config)
+    looks = itertools.count(1)
+    monkeypatch.setattr(outbox_mod.Sender, "clock",
+                        lambda sender: sender.now + dt.timedelta(minutes=10) * next(looks))
+    leases = {}
+    with database(config) as db:
+        def lease_on_the_wire(address: str) -> None:
+            with db.read() as session:
+                leases[address] = session.scalar(select(Outbox.claimed_until)
+                                                 .where(Outbox.to_email == address))
+
+        mail.inbox.on_data = lease_on_the_wire
+        result = cli("tick", "--at", OPEN, config=config)
     assert result.exit_code == 0, result.output
+    from workflow.outbox import LEASE
 
-    assert mail.inbox.recipients() == Counter({address: 1 for address in PEOPLE})
-    rows = by_address(outbox(config))
-    assert {row.status for row in rows.values()} == {"sent"}
-    assert "handing 1 back to claim again" in caplog.text
-    # The link made for the first claim of the one handed back was never sent, so it was dropped:
-    # each person has the one link their email carries.
-    links = Counter(link.request_id for link in table(config, Link))
-    assert sorted(links.values()) == [1, 1, 1]
+    last = leases["chloe@example.org"]
+    assert last > OPEN_AT + LEASE + dt.timedelta(minutes=30), leases
+    assert leases["amira@example.org"] < leases["ben@example.org"] < last
 
 
-def test_a_composing_failure_stops_the_run_with_one_line_and_hands_its_claims_back(
+def test_a_composing_failure_stops_the_run_with_one_line_and_hands_its_claim_back(
         setting, cli, mail, monkeypatch):
-    people = [f"person{i:03}@example.org" for i in range(120)]  # enough for the helper process
+    from workflow.models import Link
+
+    people = [f"person{i:03}@example.org" for i in range(12)]
     config = setting(roster=roster_of(people))
-    # In the second batch, composed by the helper.
-    composing_fails_for(monkeypatch, "person070@example.org")
+    composing_fails_for(monkeypatch, "person007@example.org")
     result = cli("tick", "--at", OPEN, config=config)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.stderr.strip() == ("signoff: cannot compose an email: RuntimeError: "
-                                     "the template is broken")
+                                     "the template is broken; 5 waiting for a later tick")
     rows = outbox(config)
     sent = [row for row in rows.values() if row.status == "sent"]
-    assert len(sent) == len(mail.inbox) == outbox_mod_batch()
+    assert len(sent) == len(mail.inbox) == 7
     waiting = [row for row in rows.values() if row.status == "pending"]
-    assert len(waiting) == 120 - len(sent)
-    assert all(row.claimed_until is None and row.attempts == 0 for row in waiting)
-
-    monkeypatch.undo()
-    again = cli("tick", "--at", OPEN, config=config)
-    assert again.exit_code == 0, again.output
-    assert mail.inbox.recipients() == Counter({address: 1 for address in people})
-
-
-def test_a_run_that_stops_hands_back_every_claim_made_ahead_and_drops_their_links(
-        setting, cli, mail, monkeypatch):
-    """Claims are made batches ahead (on PostgreSQL by a turn still running while a batch is
-    sent): a run stopping in its third batch hands all of them back, and no unsent link is left."""
-    from workflow.models import Link
-
-    people = [f"person{i:03}@example.org" for i in range(260)]
-    config = setting(roster=roster_of(people))
-    composing_fails_for(monkeypatch, "person120@example.org")  # the third batch
-    result = cli("tick", "--at", OPEN, config=config)
-    assert result.exit_code == 1, result.output
-    assert result.stderr.strip() == ("signoff: cannot compose an email: RuntimeError: "
-                                     "the template is broken")
-    rows = outbox(config)
-    sent = [row for row in rows.values() if row.status == "sent"]
-    assert len(sent) == len(mail.inbox) == 2 * outbox_mod_batch()
-    waiting = [row for row in rows.values() if row.status == "pending"]
-    assert len(waiting) == 260 - len(sent)
-    assert all(row.claimed_until is None and row.claimed_by is None for row in waiting)
+    assert len(waiting) == 5
+    assert all(row.claimed_until is None and row.claimed_by is None and row.attempts == 0
+               for row in waiting)
     assert len(table(config, Link)) == len(sent)  # one link in each email sent, no other
 
     monkeypatch.undo()
     again = cli("tick", "--at", OPEN, config=config)
     assert again.exit_code == 0, again.output
     assert mail.inbox.recipients() == Counter({address: 1 for address in people})
-    assert len(table(config, Link)) == 260
-
-
-def roster_of(addresses: list[str]) -> str:
-    return "name,email\n" + "".join(f"Person {i:03},{a}\n" for i, a in enumerate(addresses))
+    assert len(table(config, Link)) == 12
 
 
 def composing_fails_for(monkeypatch, address: str) -> None:
     """Composing the email to `address` raises, as a broken template would."""
-    from workflow import compose
+    from workflow import mailer
 
-    real = compose.make_wire
+    real = mailer.make_message
 
     def broken(kind, to_name, to_email, ctx):
         if to_email == address:
             raise RuntimeError("the template is broken")
         return real(kind, to_name, to_email, ctx)
 
-    monkeypatch.setattr(compose, "make_wire", broken)
-
-
-def outbox_mod_batch() -> int:
-    from workflow.outbox import BATCH
-
-    return BATCH
+    monkeypatch.setattr(mailer, "make_message", broken)
 
 
 def test_each_message_the_server_took_is_stored_before_the_next_can_be_taken(setting, cli, mail):
-    """What makes a kill cost at most one duplicate: each message's outcome is stored (on
-    PostgreSQL, while the next one's MAIL and RCPT go over the wire) before the server can take
-    the next. The server checks as each message arrives, over more than a batch; and one outcome
-    is held up by a lock on its row, which the next message must wait for."""
+    """What makes a kill cost at most one duplicate: each message's outcome is committed before
+    the server can take the next. The server checks as each message arrives; and one outcome is
+    held up by a lock on its row, which the next message must wait for."""
     import threading
 
     from sqlalchemy import func
 
-    from workflow import config as config_mod
-    from workflow.db import Database
     from workflow.models import Outbox
 
-    people = [f"person{i:03}@example.org" for i in range(120)]
+    people = [f"person{i:03}@example.org" for i in range(30)]
     config = setting(roster=roster_of(people))
-    db = Database(config_mod.load(config).database.url)
     behind, locked = [], threading.Event()
 
     def hold_the_row(address: str) -> None:
@@ -432,59 +365,22 @@ def test_each_message_the_server_took_is_stored_before_the_next_can_be_taken(set
     def check(address: str) -> None:
         with db.read_core() as conn:
             stored = conn.execute(select(func.count()).select_from(Outbox)
-                                  .where(Outbox.status.in_(["handed", "sent"]))).scalar_one()
+                                  .where(Outbox.status == "sent")).scalar_one()
         if stored < len(mail.inbox):
             behind.append((address, len(mail.inbox), stored))
-        if address == people[60]:
+        if address == people[15]:
             threading.Thread(target=hold_the_row, args=(address,), daemon=True).start()
             locked.wait(10)
 
     mail.inbox.on_data = check
-    try:
+    with database(config) as db:
         result = cli("tick", "--at", OPEN, config=config)
-    finally:
-        db.dispose()
     assert result.exit_code == 0, result.output
     assert sorted(mail.inbox.recipients()) == people
     assert behind == []
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite makes them in-process
-def test_a_lost_turns_process_stops_the_run_and_a_later_tick_sends_the_rest_once(
-        setting, cli, mail):
-    """On PostgreSQL the turns between batches (what follows from the batch sent, the next claims)
-    are made by a process of their own. If it dies the run stops with one clear line, what was
-    sent stays recorded, and once the claims' leases expire a later tick sends the rest, once."""
-    import multiprocessing
-
-    from workflow.outbox import LEASE
-
-    people = [f"person{i:03}@example.org" for i in range(300)]  # more than the first claims
-    config = setting(roster=roster_of(people))
-    killed = []
-
-    def kill_the_turns(address: str) -> None:
-        if address == people[70]:
-            for child in multiprocessing.active_children():
-                if child.name == "signoff-turns":
-                    os.kill(child.pid, signal.SIGKILL)
-                    killed.append(child.pid)
-
-    mail.inbox.on_data = kill_the_turns
-    result = cli("tick", "--at", OPEN, config=config)
-    assert killed and result.exit_code == 1
-    assert result.output == "signoff: the turns process stopped unexpectedly (exit code -9)\n"
-    assert 70 < len(mail.inbox) < 300
-
-    mail.inbox.on_data = None
-    later = (OPEN_AT + LEASE + dt.timedelta(minutes=1)).isoformat()
-    again = cli("tick", "--at", later, config=config)
-    assert again.exit_code == 0, again.output
-    received = mail.inbox.recipients()
-    assert sorted(received) == people and set(received.values()) == {1}
-    assert {r.status for r in outbox(config).values()} == {"sent"}
-
-
+@pytest.mark.slow
 def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(setting, mail):
     from workflow.outbox import LEASE
 
@@ -517,9 +413,9 @@ def test_killed_mid_send_a_later_tick_sends_the_rest_with_at_most_one_twice(sett
     assert {r.status for r in outbox(config).values()} == {"sent"}
 
 
-def test_interrupted_mid_send_a_tick_hands_its_claims_back_at_once(setting, mail):
-    """Ctrl-C at the terminal reaches the tick and its helper processes alike: the helpers leave it
-    to the tick, which records what went, hands back what it had claimed (no lease to wait out),
+@pytest.mark.slow
+def test_interrupted_mid_send_a_tick_hands_its_claim_back_at_once(setting, mail):
+    """Ctrl-C at the terminal: the tick hands back what it had claimed (no lease to wait out)
     and exits with one line; the next tick, straight after, sends the rest. As with a kill, the
     one message on the wire may go twice: whether the server took it is not known."""
     people = [f"person{i:03}@example.org" for i in range(300)]
@@ -546,3 +442,61 @@ def test_interrupted_mid_send_a_tick_hands_its_claims_back_at_once(setting, mail
     received = mail.inbox.recipients()
     assert sorted(received) == people
     assert sum(received.values()) - len(people) <= 1
+
+
+# --- what is no longer wanted when its turn comes ---------------------------------------------
+
+def test_a_message_no_longer_wanted_when_its_turn_comes_is_not_sent(setting, cli, mail):
+    """Queued while the server was down: by the time it is back, Amira has left (inactive), Ben
+    is exempt, and a new cycle has opened. None of the three old reminders goes; this year's go
+    to Ben and Chloe; Amira, back on the roster, is asked afresh."""
+    from sqlalchemy import update
+
+    from workflow.models import Request, Staff
+
+    mail.stop()
+    config = setting()
+    assert cli("tick", "--at", OPEN, config=config).exit_code == 1
+    (config.parent / "leavers.csv").write_text("name,email,active\nAmira Khan,amira@example.org,no\n")
+    assert cli("staff", "import", str(config.parent / "leavers.csv"), config=config).exit_code == 0
+    with database(config) as db, db.write() as session:  # as the console's "exempt" does
+        ben = session.scalar(select(Staff.id).where(Staff.email == "ben@example.org"))
+        session.execute(update(Request).where(Request.staff_id == ben).values(
+            exempt_at=OPEN_AT, exempt_reason="long-term leave", closed_at=OPEN_AT,
+            next_check_at=None))
+
+    mail.start()
+    next_year = cli("tick", "--at", "2027-09-01T09:00+01:00", config=config)
+    assert next_year.exit_code == 0, next_year.output
+    assert "(3 no longer needed)" in next_year.output
+    assert mail.inbox.recipients() == Counter(["ben@example.org", "chloe@example.org"])
+    old = [row for key, row in outbox(config).items() if row.created_at < OPEN_AT.replace(year=2027)]
+    assert {row.status for row in old} == {"cancelled"}
+
+    (config.parent / "back.csv").write_text("name,email,active\nAmira Khan,amira@example.org,yes\n")
+    assert cli("staff", "import", str(config.parent / "back.csv"), config=config).exit_code == 0
+    back = cli("tick", "--at", "2027-09-01T09:30+01:00", config=config)
+    assert back.exit_code == 0, back.output
+    assert mail.inbox.recipients() == Counter(PEOPLE)
+
+
+def test_someone_made_inactive_while_their_reminder_waited_is_asked_afresh_when_back(
+        setting, cli, mail):
+    mail.stop()
+    config = setting()
+    assert cli("tick", "--at", OPEN, config=config).exit_code == 1
+    roster = config.parent / "change.csv"
+    roster.write_text("name,email,active\nAmira Khan,amira@example.org,no\n")
+    assert cli("staff", "import", str(roster), config=config).exit_code == 0
+    mail.start()
+    sent = cli("tick", "--at", "2026-09-01T09:10+01:00", config=config)
+    assert sent.exit_code == 0 and "(1 no longer needed)" in sent.output, sent.output
+    assert sorted(mail.inbox.recipients()) == PEOPLE[1:]
+
+    roster.write_text("name,email,active\nAmira Khan,amira@example.org,yes\n")
+    assert cli("staff", "import", str(roster), config=config).exit_code == 0
+    back = cli("tick", "--at", "2026-09-03T09:00+01:00", config=config)
+    assert back.exit_code == 0, back.output
+    assert mail.inbox.recipients() == Counter(PEOPLE)
+    statuses = Counter(row.status for row in outbox(config).values())
+    assert statuses == Counter({"sent": 3, "cancelled": 1})

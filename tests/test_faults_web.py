@@ -39,6 +39,7 @@ def server(setup, cli, smtp):
         process.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_twenty_simultaneous_posts_make_one_confirmation_and_twenty_clean_answers(server):
     from workflow import config as config_mod
     from workflow.db import Database

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import ROOT, link_in, write_config
 
+pytestmark = pytest.mark.slow  # each starts signoff or another program as a process
+
 REQUIRED = [
     "workflow/templates/emails/reminder.txt",
     "workflow/templates/emails/reminder.html",

@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 
 from conftest import SIGNOFF, free_port, hidden_fields, link_in, run_signoff, write_config
 
+pytestmark = pytest.mark.slow  # each starts signoff or another program as a process
+
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
@@ -175,12 +177,13 @@ def test_scheduler_ticks_at_once_logs_each_tick_and_stops_on_sigterm(setup, cli,
     assert len(summaries) == finished  # one summary line per tick
 
 
-def test_scheduler_sends_an_opening_day_bigger_than_a_batch_through_its_composing_helper(
-        setup, smtp):
-    # More than one batch: the tick, in the scheduler's worker thread, forks its helper.
-    people = [f"person{i:03}@example.org" for i in range(130)]
+def test_scheduler_paces_an_opening_day_and_says_in_its_log_when_it_will_be_done(setup, smtp):
+    """Within the provider's limit (here 600 a minute: one every 0.1 s), from the one process:
+    the log says at the start of the run when the last email will have gone."""
+    people = [f"person{i:03}@example.org" for i in range(20)]
     roster = "name,email\n" + "".join(f"Person {i:03},{a}\n" for i, a in enumerate(people))
     config = setup(roster=roster, interval_seconds=3600, working_days_only="false")
+    config.write_text(config.read_text().replace("[mail]\n", "[mail]\nmax_per_minute = 600\n"))
     proc, log = start(config, "scheduler")
     try:
         poll(lambda: " tick at " in log.read_text(), "the first tick's line", proc, log)
@@ -190,9 +193,48 @@ def test_scheduler_sends_an_opening_day_bigger_than_a_batch_through_its_composin
         code = stop(proc)
     assert code == 0
     text = log.read_text()
-    assert "130 sent" in text and "Traceback" not in text
+    assert "20 emails waiting: all sent by " in text and " at 600 a minute" in text, text
+    assert "20 sent" in text and "Traceback" not in text
     assert sorted(m["To"].addresses[0].addr_spec for m in smtp.inbox.messages) == people
-    assert children == []  # the helper is gone once its tick is done
+    assert children == []  # one process does it all
+
+
+def test_scheduler_stopped_mid_paced_run_hands_back_its_claim_and_exits_at_once(
+        setup, smtp, cli):
+    """SIGTERM while a tick sends at the provider's pace (here one a second, with hours of work
+    in a real school): the scheduler exits after the message in hand, holds no claim, and the
+    next tick sends the rest, each once."""
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Outbox
+
+    people = [f"person{i:02}@example.org" for i in range(20)]
+    roster = "name,email\n" + "".join(f"Person {i:02},{a}\n" for i, a in enumerate(people))
+    config = setup(roster=roster, interval_seconds=3600, working_days_only="false")
+    config.write_text(config.read_text().replace("[mail]\n", "[mail]\nmax_per_minute = 60\n"))
+    proc, log = start(config, "scheduler")
+    try:
+        poll(lambda: len(smtp.inbox) >= 2, "two emails sent", proc, log)
+    finally:
+        stopped_at = time.monotonic()
+        code = stop(proc)
+    assert code == 0 and time.monotonic() - stopped_at < 5
+    text = log.read_text()
+    assert "stopping after the message in hand" in text and "Traceback" not in text
+    assert 2 <= len(smtp.inbox) < 20
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            held = session.scalar(select(func.count()).select_from(Outbox)
+                                  .where(Outbox.claimed_until.is_not(None)))
+    finally:
+        db.dispose()
+    assert held == 0
+    config.write_text(config.read_text().replace("max_per_minute = 60\n", ""))
+    again = cli("tick", config=config)
+    assert again.exit_code == 0, again.output
+    received = [m["To"].addresses[0].addr_spec for m in smtp.inbox.messages]
+    assert sorted(received) == people
 
 
 @SQLITE_ONLY

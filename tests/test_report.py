@@ -13,7 +13,7 @@ import time_machine
 from sqlalchemy import select
 
 from conftest import ROOT, free_port, link_in
-from test_emails import confirm_by_page
+from helpers import confirm_by_page
 from workflow import config as config_mod
 from workflow.app import create_app
 from workflow.models import Request, Staff

@@ -12,6 +12,8 @@ import time_machine
 
 from conftest import at, hidden_fields, link_in, run_signoff, write_config
 
+pytestmark = pytest.mark.slow  # each starts signoff or another program as a process
+
 ROSTER = """\
 name,email,role,start_date,active
 Amira Khan,amira@example.org,Practitioner,,yes

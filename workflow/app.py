@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from . import resources
 from .calendar import Calendar
 from .config import Config
 from .db import Database
+from .services import Services
 
 csrf = CSRFProtect()
-
-
-@dataclass
-class Services:
-    config: Config
-    db: Database
-    calendar: Calendar
-
-
-def services() -> Services:
-    return current_app.extensions["signoff"]
 
 
 def create_app(config: Config, db: Database | None = None) -> Flask:

@@ -13,10 +13,8 @@ from pathlib import Path
 import click
 
 from . import config as config_mod
-from .compose import ComposeError
 from .config import ConfigError
 from .db import DatabaseError
-from .helpers import HelperError
 from .roster import RosterError
 
 
@@ -102,7 +100,7 @@ class SignoffGroup(click.Group):
             for problem in exc.problems:
                 click.echo(f"signoff: {problem}", err=True)
             _fail(ctx, "nothing was imported; fix the lines above and import again", 2)
-        except (Failed, ComposeError, HelperError) as exc:
+        except Failed as exc:
             _fail(ctx, str(exc), 1)
         except Exception as exc:  # the last line of defence: one line, never a traceback
             if os.environ.get("SIGNOFF_DEBUG"):
@@ -248,11 +246,14 @@ def tick(ctx: Context, at: dt.datetime | None) -> None:
     with ctx.app.app_context():
         result = tick_mod.run(svc, _now(at, svc.calendar.tz))
     click.echo(result.summary())
-    for failure in result.delivery.failures:
+    for failure in result.delivery.failure_lines:
         click.echo(f"  failed: {failure}", err=True)
     if not result.ok:
-        raise Failed(result.delivery.stopped or "some messages were not delivered "
-                     "(see `signoff report`); they are retried or reported")
+        why = result.delivery.stopped
+        if why and result.delivery.waiting:
+            why += f"; {result.delivery.waiting:,} waiting for a later tick"
+        raise Failed(why or "some messages were not delivered (see `signoff report`); they "
+                     "are retried or reported")
 
 
 @cli.command()

@@ -51,6 +51,10 @@ class Mail:
     sender: str
     admin_email: str | None
     timeout_seconds: float
+    # The mail provider's limits (0: none): sends are paced to at most max_per_minute, and at most
+    # max_per_day go in any 24 hours (see outbox.py).
+    max_per_minute: int = 0
+    max_per_day: int = 0
 
     @property
     def password(self) -> str | None:
@@ -216,7 +220,8 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     database = Database(url=_resolve_sqlite(url, folder))
 
     m = table("mail", {"server", "port", "use_tls", "use_ssl", "username", "password_env",
-                       "sender", "admin_email", "timeout_seconds"})
+                       "sender", "admin_email", "timeout_seconds", "max_per_minute",
+                       "max_per_day"})
     mail = Mail(
         server=m.text("server"),
         port=m.whole("port", 1, 65535, 25),
@@ -227,6 +232,8 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         sender=m.email("sender"),
         admin_email=m.email("admin_email", ""),
         timeout_seconds=float(m.whole("timeout_seconds", 1, 600, 30)),
+        max_per_minute=m.whole("max_per_minute", 0, 100_000, 0),
+        max_per_day=m.whole("max_per_day", 0, 10_000_000, 0),
     )
     if mail.use_tls and mail.use_ssl:
         m.fail("use_ssl", "use_tls (STARTTLS) and use_ssl (implicit TLS) cannot both be true")

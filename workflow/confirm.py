@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased
 from wtforms import BooleanField, HiddenField
 
 from . import events, policies, tokens
-from .app import services
+from .services import services
 from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Staff
 
 bp = Blueprint("confirm", __name__)

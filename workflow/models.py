@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, String,
-                        Text, TypeDecorator, UniqueConstraint)
+                        Text, TypeDecorator, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -156,11 +156,23 @@ class Confirmation(Base):
     policy_version: Mapped[PolicyVersion] = relationship()
 
 
+# The statuses an outbox row may be claimed in; the claim's partial index is over exactly these.
+WAITING = ("pending", "retrying")
+_WAITING_SQL = text("status IN ('pending', 'retrying')")
+
+
 class Outbox(Base):
     """Every email, as a row keyed so that it exists at most once: claimed, sent, retried here."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_ready", "status", "next_attempt_at", "id"),)
+    __table_args__ = (
+        # The claim walks this in order and stops at its first free row.
+        Index("ix_outbox_due", "next_attempt_at", "id", sqlite_where=_WAITING_SQL,
+              postgresql_where=_WAITING_SQL),
+        # The daily limit counts what went in the last 24 hours, and what is claimed to go.
+        Index("ix_outbox_sent_at", "sent_at"),
+        Index("ix_outbox_claimed_until", "claimed_until"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert
@@ -169,7 +181,7 @@ class Outbox(Base):
     to_email: Mapped[str] = mapped_column(String(320))
     to_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime]
-    # pending -> sent | failed; `retrying` is pending after a transient refusal.
+    # pending -> sent | failed | cancelled; `retrying` is pending after a transient refusal.
     status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime]
@@ -180,6 +192,15 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(300))
     payload: Mapped[dict | None] = mapped_column(JSON)
+
+
+class MailPace(Base):
+    """When the next email may start, per mail account, in real time: every tick that sends
+    through the account takes its turn from this row, so concurrent ticks share one pace."""
+
+    __tablename__ = "mail_pace"
+    account: Mapped[str] = mapped_column(String(400), primary_key=True)
+    next_at: Mapped[dt.datetime]
 
 
 class Event(Base):

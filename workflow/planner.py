@@ -1,6 +1,7 @@
 """What is due, and when: pure functions from a request's state, the calendar and `now`.
 
-Stage 0 is the first reminder; stage k (1, 2, …) is the k-th follow-up, counted from the day the first
+The one home of the timing rules: the tick, `plan`, the console and the digest all ask these. Stage 0
+is the first reminder; stage k (1, 2, …) is the k-th follow-up, counted from the day the first
 reminder went. After downtime only the latest due stage is sent (no burst of stale follow-ups), and a
 person never gets two scheduled messages on the same local day.
 """
@@ -31,22 +32,57 @@ class RequestState:
     stage_sent: int = -1  # highest stage handed to the outbox; -1: none yet
     reminded_at: dt.datetime | None = None  # when the first reminder reached its outcome
     last_message_at: dt.datetime | None = None
+    due_extended_to: dt.datetime | None = None  # an admin's extension of the date to confirm by
+
+    @classmethod
+    def of(cls, request) -> RequestState:
+        """The state of a stored request (a models.Request with its cycle and staff loaded)."""
+        return cls(cycle_opens=request.cycle.opens_at, start_date=request.staff.start_date,
+                   stage_sent=request.stage_sent, reminded_at=request.reminded_at,
+                   last_message_at=request.last_message_at,
+                   due_extended_to=request.due_extended_to)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A request's dates once a message to the person has had its outcome (sent, or failed for
+    good): the first one starts the clock that follow-ups and the date to confirm by count from."""
+
+    reminded_at: dt.datetime
+    last_message_at: dt.datetime
+    overdue_at: dt.datetime
+    next_check_at: dt.datetime | None
+
+
+# Each date is planned for a local day, then moved to a day a scheduled send may use (cal.slot):
+# the *_day functions give the planned day, for saying why a send moved; the others, when it goes.
+
+def first_reminder_day(state: RequestState, cal: Calendar) -> dt.date:
+    """The cycle's opening day, or a new starter's first day if that is later."""
+    return max(cal.local_date(state.cycle_opens), state.start_date or dt.date.min)
 
 
 def first_reminder_due(state: RequestState, cal: Calendar) -> dt.datetime:
-    """The cycle's opening, or a new starter's first day if that is later, moved to a working day."""
     due = cal.slot(cal.local_date(state.cycle_opens))
     if state.start_date is not None:
         due = max(due, cal.slot(state.start_date))
     return due
 
 
+def followup_day(reminded_at: dt.datetime, stage: int, cal: Calendar) -> dt.date:
+    return cal.local_date(reminded_at) + dt.timedelta(days=cal.schedule.reminder_after_days[stage - 1])
+
+
 def followup_due(reminded_at: dt.datetime, stage: int, cal: Calendar) -> dt.datetime:
-    days = cal.schedule.reminder_after_days[stage - 1]
-    return cal.slot(cal.local_date(reminded_at) + dt.timedelta(days=days))
+    return cal.slot(followup_day(reminded_at, stage, cal))
 
 
-def overdue_at(reminded_at: dt.datetime, cal: Calendar) -> dt.datetime:
+def overdue_at(reminded_at: dt.datetime, cal: Calendar,
+               extended_to: dt.datetime | None = None) -> dt.datetime:
+    """When the person is overdue: `escalate_after_days` after their first reminder, or the date
+    an admin extended it to."""
+    if extended_to is not None:
+        return extended_to
     days = cal.schedule.escalate_after_days
     return cal.slot(cal.local_date(reminded_at) + dt.timedelta(days=days))
 
@@ -91,13 +127,38 @@ def next_check(state: RequestState, cal: Calendar, now: dt.datetime) -> dt.datet
     return due
 
 
+def queue(state: RequestState, cal: Calendar,
+          now: dt.datetime) -> tuple[int | None, RequestState, dt.datetime | None]:
+    """What a tick at `now` does with a request: the stage to queue (or None), the state it
+    stores, and when to look at the request next. A follow-up counts as today's message as soon
+    as it is queued; the first reminder's clock starts only when it has gone (see after_send)."""
+    stage = due_stage(state, cal, now)
+    if stage is not None:
+        state = replace(state, stage_sent=stage,
+                        last_message_at=state.last_message_at if stage == REMINDER else now)
+    return stage, state, next_check(state, cal, now)
+
+
+def after_send(state: RequestState, cal: Calendar, sent_at: dt.datetime) -> Clock:
+    """The request's clock once a message to the person went (or failed for good) at `sent_at`."""
+    after = replace(state, reminded_at=state.reminded_at or sent_at, last_message_at=sent_at)
+    return Clock(reminded_at=after.reminded_at, last_message_at=sent_at,
+                 overdue_at=overdue_at(after.reminded_at, cal, state.due_extended_to),
+                 next_check_at=next_check(after, cal, sent_at))
+
+
+def next_digest_day(earliest_overdue: dt.datetime, last_digest_day: dt.date | None,
+                    cal: Calendar) -> dt.date:
+    """First when anyone becomes overdue, then every `digest_every_days` while anyone is."""
+    day = cal.local_date(earliest_overdue)
+    if last_digest_day is not None:
+        day = max(day, last_digest_day + dt.timedelta(days=cal.schedule.digest_every_days))
+    return day
+
+
 def next_digest_due(earliest_overdue: dt.datetime, last_digest_day: dt.date | None,
                     cal: Calendar) -> dt.datetime:
-    """First when anyone becomes overdue, then every `digest_every_days` while anyone is."""
-    due = cal.slot(cal.local_date(earliest_overdue))
-    if last_digest_day is not None:
-        due = max(due, cal.slot(last_digest_day + dt.timedelta(days=cal.schedule.digest_every_days)))
-    return due
+    return cal.slot(next_digest_day(earliest_overdue, last_digest_day, cal))
 
 
 def projection(state: RequestState, cal: Calendar, start: dt.datetime,

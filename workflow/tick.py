@@ -7,23 +7,19 @@ Every step is idempotent and keyed, so cron, a scheduler and a person at the ter
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
-import functools
 import logging
-from dataclasses import dataclass, field, replace
+import threading
+from dataclasses import dataclass, field
 
-from sqlalchemy import String, and_, bindparam, case, cast, literal, or_, select, update
+from sqlalchemy import bindparam, literal, select, update
 
-from . import digest, events, planner, policies
-from .app import Services
-from .models import Cycle, Outbox, Request, Staff, TickRun, UTCDateTime
-from .outbox import Delivery, deliver, enqueue_many
+from . import digest, events, outbox, pacing, planner, policies
+from .models import Cycle, Request, Staff, TickRun, UTCDateTime
+from .services import Services
 
 log = logging.getLogger("signoff.tick")
 BATCH = 500
-# How many requests of a batch must come to the same decision to be queued by one statement.
-GROUPED = 20
 # Rows added in one step after which PostgreSQL's statistics on them are refreshed before the
 # next step reads them (an opening day, a large roster's first tick); see refresh_statistics().
 ANALYZE_AFTER = 1000
@@ -36,10 +32,14 @@ class TickResult:
     new_requests: int = 0
     queued: int = 0
     digest_queued: bool = False
-    delivery: Delivery = field(default_factory=Delivery)
+    delivery: outbox.RunResult = field(default_factory=outbox.RunResult)
+    per_minute: int = 0
+    tz: object = None
 
     @property
     def ok(self) -> bool:
+        """Nothing failed and nothing stopped the run. Mail held back by the provider's daily
+        limit is not a failure: it goes with a later tick."""
         d = self.delivery
         return d.stopped is None and d.retrying == 0 and d.failed == 0
 
@@ -53,31 +53,61 @@ class TickResult:
                      f" {d.retrying} retrying, {d.failed} failed")
         if d.cancelled:
             parts.append(f"({d.cancelled} no longer needed)")
+        if d.waiting:
+            parts.append(f"— {self.waiting_line()}")
         if d.stopped:
             parts.append(f"— stopped: {d.stopped}")
         return " ".join(parts)
 
+    def waiting_line(self) -> str:
+        d = self.delivery
+        if d.all_sent_by is None:
+            return f"{d.waiting:,} waiting for a later tick"
+        return (pacing.describe(d.waiting, "email", d.all_sent_by, self.per_minute, self.tz)
+                + " (the mail provider's limits)")
 
-def run(svc: Services, now: dt.datetime) -> TickResult:
-    result = TickResult(at=now)
+
+def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None) -> TickResult:
+    """Everything due at `now`; `stopping` (set by the scheduler's shutdown) ends the sending
+    after the message in hand."""
+    mail = svc.config.mail
+    result = TickResult(at=now, per_minute=mail.max_per_minute, tz=svc.calendar.tz)
     with svc.db.write() as session:
         run_row = TickRun(started_at=dt.datetime.now(dt.timezone.utc), at=now)
         session.add(run_row)
         setting_id = policies.sync(session, svc.config, now)
         cycles = _open_cycles(svc, session, now, result)
-        result.new_requests, result.queued = _ask_everyone(svc, session, setting_id, cycles, now)
+        result.new_requests = _ask_everyone(svc, session, setting_id, cycles, now)
     if result.new_requests >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "staff")
-    result.queued += _queue_due(svc, [c.id for c in cycles], now)
+    result.queued = _queue_due(svc, [c.id for c in cycles], now)
     if result.queued >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "outbox")
     with svc.db.write() as session:
-        result.digest_queued = digest.enqueue_if_due(svc, session, now)
-    result.delivery = deliver(svc, now)
+        result.digest_queued = _queue_digest(svc, session, now)
+    if pacing.limited(mail.max_per_minute, mail.max_per_day):
+        with svc.db.read() as session:
+            count, finish = outbox.waiting(svc, session, now)
+        if count > 1:  # a paced run may take hours: say at its start when it will end
+            log.info("%s", pacing.describe(count, "email", finish, mail.max_per_minute,
+                                           svc.calendar.tz))
+    result.delivery = outbox.deliver(svc, now, stopping)
     with svc.db.write() as session:
         session.execute(update(TickRun).where(TickRun.id == run_row.id).values(
             finished_at=dt.datetime.now(dt.timezone.utc), ok=result.ok, summary=result.summary()))
     return result
+
+
+def _queue_digest(svc: Services, session, now: dt.datetime) -> bool:
+    """The head teacher's digest, if one is due. Keyed by the day it goes, not the day it was
+    due: after downtime, one digest, not a backlog."""
+    due = digest.next_due(svc, session, now)
+    if due is None or due > now:
+        return False
+    head = svc.config.head_teacher
+    outbox.enqueue(session, svc.db.insert, key=f"digest:{svc.calendar.local_date(now).isoformat()}",
+                   kind="digest", to_email=head.email, to_name=head.name, now=now)
+    return True
 
 
 def _open_cycles(svc: Services, session, now: dt.datetime, result: TickResult) -> list[Cycle]:
@@ -100,65 +130,32 @@ def _open_cycles(svc: Services, session, now: dt.datetime, result: TickResult) -
 
 
 def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
-                  now: dt.datetime) -> tuple[int, int]:
-    """A request for every active person who has none in the cycle; returns how many, and how many
-    first reminders were queued with them.
-
-    Everyone who had started by the opening is in the same state, so they are created already
-    planned, and their first reminders (if due) queued by one more INSERT … SELECT, in this same
-    transaction: on an opening day that is everyone, and _queue_due() would read them all back
-    and update them before the first email could go. New starters still to start are left for
-    _queue_due(), which plans each start date as it comes.
+                  now: dt.datetime) -> int:
+    """A request for every active person who has none in the cycle (new starters included),
+    due to be looked at now: _queue_due() then plans each one. Returns how many were made.
 
     NOT IN rather than NOT EXISTS: PostgreSQL then reads the cycle's requests once, into a hash.
     Planned as an anti-join instead, on a cycle with no requests yet (its opening day), it may
     choose a nested loop that rescans the rows this very statement is inserting: quadratic in the
     number of staff.
     """
-    added = queued = 0
+    added = 0
     for cycle in cycles:
-        # A start date on or before the opening's day moves the first reminder no later.
-        started = or_(Staff.start_date.is_(None),
-                      Staff.start_date <= svc.calendar.local_date(cycle.opens_at))
-        stage, later = _decide(svc.calendar, now, planner.RequestState(
-            cycle_opens=cycle.opens_at, start_date=None))
         asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
-        missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN),
-                          _either(started, later.stage_sent, -1),
-                          _either(started, later.last_message_at, None, _WHEN),
-                          _either(started, later.next_check, now, _WHEN))
+        missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN), literal(-1),
+                          literal(now, _WHEN))
                    .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked)))
-        made = session.execute(svc.db.insert(Request.__table__).from_select(
-            ["cycle_id", "staff_id", "created_at", "stage_sent", "last_message_at",
-             "next_check_at"], missing)).rowcount or 0
-        added += made
-        if made and stage is not None:
-            # The requests just made (none made before has this `now`), or by a tick at the
-            # same moment: the outbox's keys keep each message once.
-            requests = and_(_R.cycle_id == cycle.id,
-                            _R.created_at == bindparam("now", type_=_WHEN),
-                            _R.stage_sent == stage, _R.reminded_at.is_(None))
-            queued += session.execute(_queue_all(svc.db, stage, requests),
-                                      {"now": now}).rowcount or 0
-    return added, queued
-
-
-def _either(condition, value, otherwise, type_=None):
-    """`value` where `condition` holds, else `otherwise`: CASE WHEN … THEN … ELSE … END."""
-    return case((condition, literal(value, type_)), else_=literal(otherwise, type_))
+        added += session.execute(svc.db.insert(Request.__table__).from_select(
+            ["cycle_id", "staff_id", "created_at", "stage_sent", "next_check_at"],
+            missing)).rowcount or 0
+    return added
 
 
 def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
-    """Queue the one stage each due request needs now; store when to look at it next.
-
-    Core rows, not ORM objects, and each distinct state planned once: on a follow-up day (or a
-    first tick after downtime) thousands of requests are in the same state, and this runs for each
-    of them before a message can go. (The opening day's are planned as they are made: see
-    _ask_everyone().) Requests that come to the same decision, GROUPED or more of them in a batch,
-    are queued and updated by two statements for them all; the few scattered ones of an ordinary
-    day go a row at a time.
-    """
-    decide = functools.lru_cache(maxsize=4096)(functools.partial(_decide, svc.calendar, now))
+    """Queue the one stage each due request needs now (as the planner decides), and store when
+    to look at it next. Core rows, in batches: on an opening day every person is due at once.
+    People in the same state are planned alike, so each distinct state is planned once."""
+    plans: dict[planner.RequestState, tuple] = {}
     queued, after = 0, 0
     while True:
         with svc.db.write_core() as conn:
@@ -167,89 +164,40 @@ def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
             if not batch:
                 return queued
             after = batch[-1].id
-            decided: dict[tuple, list] = collections.defaultdict(list)
+            changes, messages = [], []
             for row in batch:
-                decided[decide(planner.RequestState(
+                state = planner.RequestState(
                     cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
-                    reminded_at=row.reminded_at, last_message_at=row.last_message_at))].append(row)
-            messages, changes = [], []
-            for (stage, later), rows in decided.items():
-                planned = {"stage": later.stage_sent, "last": later.last_message_at,
-                           "next": later.next_check}
-                if len(rows) >= GROUPED:
-                    ids = [row.id for row in rows]
-                    conn.execute(_planned_all(svc.db), {**planned, "ids": ids})
-                    if stage is not None:
-                        conn.execute(_queue_all(svc.db, stage, svc.db.among(_R.id, "ids")),
-                                     {"ids": ids, "now": now})
-                        queued += len(ids)
-                    continue
-                changes += [{**planned, "rid": row.id} for row in rows]
+                    reminded_at=row.reminded_at, last_message_at=row.last_message_at,
+                    due_extended_to=row.due_extended_to)
+                if state not in plans:
+                    plans[state] = planner.queue(state, svc.calendar, now)
+                stage, later, next_check = plans[state]
+                changes.append({"rid": row.id, "stage": later.stage_sent,
+                                "last": later.last_message_at, "next": next_check})
                 if stage is not None:
-                    messages += [dict(key=_key(row.id, stage), stage=stage, kind=_kind(stage),
-                                      request_id=row.id, to_email=row.email, to_name=row.name)
-                                 for row in rows]
-            if changes:
-                conn.execute(_PLANNED, changes)
-            enqueue_many(conn, svc.db.insert, now, messages)
+                    messages.append(dict(key=outbox.request_key(row.id, stage), kind=_kind(stage),
+                                         stage=stage, request_id=row.id, to_email=row.email,
+                                         to_name=row.name))
+            conn.execute(_PLANNED, changes)
+            outbox.enqueue_many(conn, svc.db.insert, now, messages)
             queued += len(messages)
-
-
-def _key(request_id: int, stage: int) -> str:
-    return f"req:{request_id}:{planner.stage_name(stage)}"
 
 
 def _kind(stage: int) -> str:
     return "reminder" if stage == planner.REMINDER else "followup"
 
 
-@dataclass(frozen=True)
-class _Later:
-    stage_sent: int
-    last_message_at: dt.datetime | None
-    next_check: dt.datetime | None
-
-
-def _decide(cal, now: dt.datetime, state: planner.RequestState) -> tuple[int | None, _Later]:
-    """The stage to queue now (if any), and the request as it will be stored."""
-    stage = planner.due_stage(state, cal, now)
-    if stage is not None:
-        state = replace(state, stage_sent=stage,
-                        last_message_at=state.last_message_at if stage == planner.REMINDER else now)
-    return stage, _Later(state.stage_sent, state.last_message_at,
-                         planner.next_check(state, cal, now))
-
-
 _R = Request.__table__.c
 _WHEN = UTCDateTime()
-_DUE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, Cycle.opens_at,
-               Staff.start_date, Staff.email, Staff.name)
+_DUE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
+               Cycle.opens_at, Staff.start_date, Staff.email, Staff.name)
         .join(Staff, _R.staff_id == Staff.id).join(Cycle, _R.cycle_id == Cycle.id)
         .where(_R.cycle_id.in_(bindparam("cycle_ids", expanding=True)), _R.closed_at.is_(None),
-               Staff.active, _R.next_check_at <= bindparam("now", type_=UTCDateTime()),
+               Staff.active, _R.next_check_at <= bindparam("now", type_=_WHEN),
                _R.id > bindparam("after"))
         .order_by(_R.id).limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=Request.__table__))
-_PLANNED_VALUES = dict(stage_sent=bindparam("stage"),
-                       last_message_at=bindparam("last", type_=UTCDateTime()),
-                       next_check_at=bindparam("next", type_=UTCDateTime()))
-_PLANNED = update(Request.__table__).where(_R.id == bindparam("rid")).values(**_PLANNED_VALUES)
-
-
-def _planned_all(db):
-    """_PLANNED for the requests `ids`, all planned alike."""
-    return update(Request.__table__).where(db.among(_R.id, "ids")).values(**_PLANNED_VALUES)
-
-
-def _queue_all(db, stage: int, requests):
-    """enqueue_many() of stage `stage` for the `requests` (a condition on them), as one INSERT …
-    SELECT: the key made as _key() makes it, the address read from the person."""
-    now = bindparam("now", type_=_WHEN)
-    key = literal("req:") + cast(_R.id, String) + literal(f":{planner.stage_name(stage)}")
-    rows = (select(key, literal(_kind(stage)), literal(stage), _R.id, Staff.email, Staff.name, now,
-                   literal("pending"), literal(0), now)
-            .join(Staff, _R.staff_id == Staff.id)
-            .where(requests).order_by(_R.id))
-    return db.insert(Outbox.__table__).from_select(
-        ["key", "kind", "stage", "request_id", "to_email", "to_name", "created_at", "status",
-         "attempts", "next_attempt_at"], rows)
+_PLANNED = (update(Request.__table__).where(_R.id == bindparam("rid"))
+            .values(stage_sent=bindparam("stage"), last_message_at=bindparam("last", type_=_WHEN),
+                    next_check_at=bindparam("next", type_=_WHEN)))

@@ -4,6 +4,7 @@ confirms. Read-only; built from the same planner functions the tick uses."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import datetime as dt
 from dataclasses import dataclass
 from typing import Iterator
@@ -11,10 +12,9 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import digest, planner, policies
-from .app import Services
-from .compose import state_of
-from .models import Cycle, Request, Staff
+from . import digest, pacing, planner, policies
+from .services import Services
+from .models import Cycle, Outbox, Request, Staff
 
 
 @dataclass(frozen=True, order=True)
@@ -50,18 +50,15 @@ def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
                 request = requests.get(person.id)
                 if request is not None and request.closed_at is not None:
                     continue
-                state = (state_of(request) if request is not None else
+                state = (planner.RequestState.of(request) if request is not None else
                          planner.RequestState(cycle_opens=opens, start_date=person.start_date))
                 if state not in planned:
                     planned[state] = _sends(cal, y, opens, state, window_start, window_end)
                 sends, due = planned[state]
                 who = f"{person.name} <{person.email}>"
                 out.extend(Entry(when, what, who, policy.slug, why) for when, what, why in sends)
-                if due is not None:
-                    if request is not None and request.overdue_at:  # an extension, perhaps
-                        due = request.overdue_at
-                    if due <= window_end:
-                        overdue.append(due)
+                if due is not None and due <= window_end:
+                    overdue.append(due)
     out.extend(_digests(svc, session, sorted(overdue), start, end))
     return sorted(out)
 
@@ -78,13 +75,14 @@ def _sends(cal, year: int, opens: dt.datetime, state: planner.RequestState,
         if stage == planner.REMINDER:
             reminded = when
             why = _first_reminder_why(cal, year, opens, state.start_date, when)
-            planned = max(cal.local_date(opens), state.start_date or dt.date.min)
+            planned = planner.first_reminder_day(state, cal)
         else:
             days = cal.schedule.reminder_after_days[stage - 1]
             why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
-            planned = cal.local_date(reminded) + dt.timedelta(days=days)
+            planned = planner.followup_day(reminded, stage, cal)
         sends.append((when, planner.stage_label(stage), why + _moved(cal, when, planned)))
-    return sends, (planner.overdue_at(reminded, cal) if reminded is not None else None)
+    return sends, (planner.overdue_at(reminded, cal, state.due_extended_to)
+                   if reminded is not None else None)
 
 
 def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start: dt.datetime,
@@ -97,9 +95,7 @@ def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start:
         if due > end:
             return
         count = bisect.bisect_right(overdue, due)  # `overdue` is sorted
-        planned = cal.local_date(overdue[0])
-        if last_day is not None:
-            planned = max(planned, last_day + dt.timedelta(days=cal.schedule.digest_every_days))
+        planned = planner.next_digest_day(overdue[0], last_day, cal)
         yield Entry(due, "head-teacher digest", f"{head.name} <{head.email}>", "all",
                     f"{count} overdue" + _moved(cal, due, planned))
         last_day = cal.local_date(due)
@@ -135,7 +131,28 @@ def render(svc: Services, session: Session, start: dt.datetime, end: dt.datetime
     if not found:
         yield "nothing to send in this period"
         return
-    for e in found:
+    held = dict(held_back(svc, session, start, found))
+    for i, e in enumerate(found):
         yield (f"{e.when.astimezone(tz):%Y-%m-%d %a %H:%M}  {e.what:<20} {e.who}  [{e.policy}]  "
                f"{e.why}")
+        if i in held:
+            yield f"  … {held[i]}"
     yield f"{len(found)} messages"
+
+
+def held_back(svc: Services, session: Session, start: dt.datetime,
+              found: list[Entry]) -> Iterator[tuple[int, str]]:
+    """Under the mail provider's limits, when each moment's emails will all have gone: (index of
+    the moment's last entry, "48 emails waiting: all sent by …"), for moments with more than one
+    email. What went in the day before `start` counts against the daily limit."""
+    mail = svc.config.mail
+    if not pacing.limited(mail.max_per_minute, mail.max_per_day):
+        return
+    recent = session.scalars(select(Outbox.sent_at).where(Outbox.sent_at > start - pacing.DAY))
+    projection = pacing.Projection(mail.max_per_minute, mail.max_per_day, recent)
+    for when, group in itertools.groupby(enumerate(found), key=lambda pair: pair[1].when):
+        indexes = [i for i, _ in group]
+        finish = projection.add(len(indexes), when)
+        if len(indexes) > 1 or finish > when:
+            yield indexes[-1], pacing.describe(len(indexes), "email", finish,
+                                               mail.max_per_minute, svc.calendar.tz)

@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from .app import services
+from .services import services
 
 log = logging.getLogger("signoff.web")
 

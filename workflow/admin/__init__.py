@@ -6,12 +6,18 @@ one blueprint below, whose guard sends anyone not signed in to the sign-in page.
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, redirect, request, url_for
 from flask_login import current_user
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def now() -> dt.datetime:
+    """The console reads the clock here; what it asks below takes the moment as an argument."""
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def init_app(app: Flask) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from .. import events
-from ..app import Services
+from ..services import Services
 from ..models import AdminUser
 
 MIN_PASSWORD = 12

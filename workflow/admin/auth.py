@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import events
-from ..app import services
+from ..services import services
 from ..models import AdminUser, LoginAttempt
 from . import accounts, bp, safe_next
 from .forms import LoginForm

@@ -8,11 +8,11 @@ import datetime as dt
 from flask import render_template
 from sqlalchemy import func, select
 
-from .. import timeline
-from ..app import services
+from .. import outbox, pacing, timeline
+from ..services import services
 from ..models import Outbox, TickRun
-from . import bp
-from .status import now, overviews
+from ..standing import overviews
+from . import bp, now
 
 STALE_AFTER_INTERVALS = 3
 RECENT_FAILURES = 20
@@ -28,6 +28,15 @@ def dashboard():
         # A year ahead always reaches the next cycle's first reminders, so there is a next send
         # whenever anyone is on the roster.
         coming = timeline.entries(svc, session, moment, moment + dt.timedelta(days=366))
+        # Under the mail provider's limits: when what waits now, and the next send's emails,
+        # will all have gone.
+        count, finish = outbox.waiting(svc, session, moment)
+        mail = svc.config.mail
+        waiting = (pacing.describe(count, "email", finish, mail.max_per_minute, tz)
+                   if finish else None)
+        first_batch = next(iter(timeline.held_back(svc, session, moment, coming)), None)
+        next_held = (first_batch[1] if first_batch and coming
+                     and coming[first_batch[0]].when == coming[0].when else None)
         last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
                                     .limit(1)).first()
         failures = list(session.scalars(
@@ -45,4 +54,5 @@ def dashboard():
     return render_template("admin/dashboard.html", active="dashboard", cycles=cycles,
                            next_send=next_send, days_to_next=days_to_next, last_tick=last_tick,
                            stale=stale, interval=interval, failures=failures,
-                           failure_count=failure_count, tz=tz)
+                           failure_count=failure_count, tz=tz, waiting=waiting,
+                           next_held=next_held)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from flask import Response, abort, render_template
 from sqlalchemy import select
 
-from .. import reports
-from ..app import services
+from .. import reports, standing
+from ..services import services
 from ..models import Cycle, Event, Policy
-from . import bp
-from .status import now
+from . import bp, now
 
 
 @bp.route("/evidence")
@@ -38,21 +37,24 @@ def evidence_page(cycle_id: int):
     svc = services()
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
-        entries = reports.cycle_people(svc, session, cycle, now())
+        entries = standing.of_cycle(svc, session, cycle, now())
         # Who exempted each person, from the append-only log.
         exempted_by = {e.request_id: e.actor for e in session.scalars(
             select(Event).where(Event.kind == "exempted",
-                                Event.request_id.in_([r.id for _, r, _ in entries if r])))}
+                                Event.request_id.in_([s.request.id for s in entries
+                                                      if s.request])))}
         versions = {}
-        for _, _, conf in entries:
-            if conf is not None:
-                versions.setdefault(conf.version_sha256, conf.policy_version)
+        for s in entries:
+            if s.confirmation is not None:
+                versions.setdefault(s.confirmation.version_sha256, s.confirmation.policy_version)
         asked = reports.cycle_version(session, cycle)
-    confirmed = [(s, r, c) for s, r, c in entries if c is not None]
-    exempt = [(s, r) for s, r, c in entries if c is None and r and r.exempt_at is not None]
-    outstanding = [(s, r) for s, r, c in entries if c is None and not (r and r.exempt_at)]
+    done = ("confirmed", "exempt")
     return render_template("admin/evidence.html", active="evidence", cycle=cycle,
-                           confirmed=confirmed, exempt=exempt, outstanding=outstanding,
+                           confirmed=[s for s in entries if s.status == "confirmed"],
+                           exempt=[s for s in entries if s.status == "exempt"],
+                           outstanding=[s for s in entries if s.status not in done],
+                           tally=standing.tally(entries),
+                           left=sum(1 for s in entries if not s.counted),
                            exempted_by=exempted_by, versions=versions, asked=asked,
                            tz=svc.calendar.tz, setting=svc.config.setting)
 

@@ -17,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import events, roster
-from ..app import services
-from ..models import Staff
-from . import bp
+from ..services import services
+from ..models import Setting, Staff
+from ..standing import overviews
+from . import bp, now
 from .forms import ApplyForm, StaffForm, UploadForm
-from .status import now, overviews, setting_id
 
 SORTS = {
     "name": lambda p: (p["person"].name.lower(), p["person"].email),
@@ -34,6 +34,10 @@ SORTS = {
 RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "inactive": 4}
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 UPLOAD_KEEP_SECONDS = 24 * 3600
+
+
+def setting_id(session: Session) -> int | None:
+    return session.scalar(select(Setting.id).order_by(Setting.id).limit(1))
 
 
 @bp.route("/people")

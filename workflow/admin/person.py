@@ -4,7 +4,6 @@ do about their sign-off this cycle. Every action is a POST and an event naming t
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
@@ -12,12 +11,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import confirm, events, planner, policies
-from ..app import Services, services
+from ..services import Services, services
 from ..models import Event, Link, Policy, Request, Staff
-from ..outbox import enqueue
-from . import bp
+from ..outbox import enqueue, request_key, resend_key
+from ..standing import current_cycle, overviews
+from . import bp, now
 from .forms import ExtendForm, ReasonForm
-from .status import current_cycle, now, overviews
 
 
 NOT_CHANGED = "Nothing was changed: please fix the problem shown below."
@@ -102,12 +101,12 @@ def _queue_link(svc: Services, session: Session, req: Request, person: Staff,
     """Queue an email with a fresh personal link; the next scheduler run sends it."""
     if req.stage_sent < planner.REMINDER:
         # Nothing sent yet: this is their first reminder, queued exactly as the tick would.
-        key, stage = f"req:{req.id}:reminder", planner.REMINDER
+        key, stage = request_key(req.id, planner.REMINDER), planner.REMINDER
         req.stage_sent = planner.REMINDER
-        req.next_check_at = None
+        req.next_check_at = None  # looked at again once it has gone (planner.after_send)
     else:
         # No stage: the outbox sends the reminder text and logs it as "reminded".
-        key, stage = f"req:{req.id}:resend:{uuid.uuid4().hex}", None
+        key, stage = resend_key(req.id), None
     enqueue(session, svc.db.insert, key=key, kind="reminder", stage=stage, request_id=req.id,
             to_email=person.email, to_name=person.name, now=moment)
 
@@ -176,10 +175,10 @@ def extend(staff_id: int, slug: str):
         if cal.slot(day) >= cal.cycle_opens(req.cycle.year + 1):
             raise Refused("The new due date must be before next year's cycle opens; nothing was "
                           "changed.")
-        due = cal.slot(day)
-        req.due_extended_to = due
-        if req.reminded_at is not None:
-            req.overdue_at = due
+        req.due_extended_to = cal.slot(day)
+        if req.reminded_at is not None:  # else the planner sets it when the first one goes
+            req.overdue_at = planner.overdue_at(req.reminded_at, cal, req.due_extended_to)
+        due = req.due_extended_to
         events.record(session, "due_extended", moment, actor=current_user.email,
                       staff_id=person.id, request_id=req.id, due=day.isoformat(),
                       reason=form.reason.data or None)

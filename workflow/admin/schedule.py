@@ -11,9 +11,8 @@ from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from .. import events, mailer, planner, policies, timeline
-from ..app import Services, services
-from . import bp
-from .status import now
+from ..services import Services, services
+from . import bp, now
 
 WEEKS_AHEAD = 8
 SAMPLE_LINK = "/c/SAMPLE-this-is-a-test-email-and-this-link-does-not-work"
@@ -78,10 +77,7 @@ def test_email():
             conn.send(message)
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
         mail = svc.config.mail
-        reason = getattr(exc, "smtp_error", None) or exc
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        why = " ".join(str(reason).split())[:300] or type(exc).__name__
+        why = mailer.refusal(exc).reason[:300]
         flash(f"The test email was not sent: the mail server {mail.server}:{mail.port} said or did "
               f"this: {why}. Check the [mail] settings and that the server is running.", "problem")
         return redirect(url_for("admin.schedule"), code=303)

@@ -1,5 +1,5 @@
-"""Per person, what happened to their emails: the one definition the report, the digest and the
-console share of "reminders sent" and of a delivery problem."""
+"""What happened to the emails sent to each person, per request: how many went, the first and the
+last, and the latest one's delivery problem. The report, the digest and the console share it."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from sqlalchemy import Subquery, func, select
 from .models import Outbox
 
 _TO_THE_PERSON = Outbox.kind.in_(("reminder", "followup"))
-# The server took it: `handed` is a send whose follow-through a run has still to write.
-_WENT = ("sent", "handed")
+_WENT = "sent"  # the server took it
 
 
-def sends() -> Subquery:
+def counts() -> Subquery:
     """Per request: first and last send, and how many went (columns request_id, first, last, n)."""
     return (select(Outbox.request_id, func.min(Outbox.sent_at).label("first"),
                    func.max(Outbox.sent_at).label("last"), func.count().label("n"))
-            .where(Outbox.status.in_(_WENT), _TO_THE_PERSON)
+            .where(Outbox.status == _WENT, _TO_THE_PERSON)
             .group_by(Outbox.request_id).subquery())
 
 
@@ -24,7 +23,7 @@ def latest() -> Subquery:
     """Per request, its latest email that has had an outcome (columns request_id, status,
     last_error). A follow-up still waiting in the outbox neither hides nor clears a problem."""
     newest = (select(func.max(Outbox.id)).where(_TO_THE_PERSON,
-                                                Outbox.status.in_((*_WENT, "retrying", "failed")))
+                                                Outbox.status.in_((_WENT, "retrying", "failed")))
               .group_by(Outbox.request_id))
     return (select(Outbox.request_id, Outbox.status, Outbox.last_error)
             .where(Outbox.id.in_(newest)).subquery())
