@@ -1,4 +1,4 @@
-"""Benchmarks for issue 3 (`make bench`): throughput, idle tick, memory, page speed, digest."""
+"""Benchmarks (`make bench`): idle tick, page speed, digest, memory, send cost, pacing."""
 
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""(5) Digest: render the head teacher's digest (query, text and HTML) with 5,000 overdue people."""
+"""Digest: render the head teacher's digest (query, text and HTML) with 5,000 overdue people."""
 
 from __future__ import annotations
 

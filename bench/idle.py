@@ -1,4 +1,4 @@
-"""(2) Idle tick: everyone has had their first reminder and nothing is due. One tick after start-up
+"""Idle tick: everyone has had their first reminder and nothing is due. One tick after start-up
 must be quick, and the number of SQL statements it issues must not grow with the staff count.
 
 Statements are counted by the database itself: SQLite's trace callback on every connection the

@@ -1,4 +1,4 @@
-"""(4) Confirmation page: requests/s of GET on a personal link against GET /healthz on the same
+"""Confirmation page: requests/s of GET on a personal link against GET /healthz on the same
 `signoff serve`, with 8 concurrent keep-alive clients (http.client in threads)."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _link(w: world.World) -> str:
 
     app = w.app()
     svc = app.extensions["signoff"]
-    (token, digest), = tokens.new_tokens(1)
+    token, digest = tokens.new_token()
     with svc.db.write() as session:
         request_id = session.scalars(select(Request.id).order_by(Request.id).limit(1)).one()
         session.add(Link(request_id=request_id, token_sha256=digest, created_at=world.OPEN))

@@ -39,7 +39,7 @@ port = {smtp_port}
 sender = "Policy Reminders <noreply@example.org>"
 admin_email = "office@example.org"
 timeout_seconds = 30
-
+{limits}
 [schedule]
 annual_open = "09-01"
 send_time = "08:00"
@@ -69,14 +69,17 @@ class World:
 
 
 def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | None = None,
-          db_url: str | None = None) -> World:
+          db_url: str | None = None, max_per_minute: int = 0) -> World:
     """A migrated database with `staff` people. With `requests_sent_at`, each person already has
-    this cycle's request with the first reminder sent then (the state of an idle tick)."""
+    this cycle's request with the first reminder sent then (the state of an idle tick). The
+    provider's limits are off unless `max_per_minute` is given (the pacing benchmark)."""
     folder = Path(tempfile.mkdtemp(prefix="signoff-bench-"))
     shutil.copy(resources.path("policies") / "social-media.md", folder / "policy.md")
     path = folder / "signoff.toml"
     path.write_text(CONFIG.format(db_url=db_url or f"sqlite:///{folder / 'signoff.db'}",
-                                  smtp_port=smtp_port))
+                                  smtp_port=smtp_port,
+                                  limits=f"max_per_minute = {max_per_minute}\n" if max_per_minute
+                                  else ""))
     world = World(folder, path)
     app = world.app()
     svc = app.extensions["signoff"]

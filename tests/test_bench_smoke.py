@@ -3,14 +3,47 @@ that one the code has moved away from fails here rather than at the next `make b
 
 from __future__ import annotations
 
+import pytest
+
 # On SQLite only: these check the benchmarks' code, not the figures.
+pytestmark = pytest.mark.slow  # each starts a sink (and some, signoff) as a process
 
 
-def test_send_throughput_runs_a_tick_and_the_floor_over_the_same_messages():
-    from bench import throughput
+def test_send_cost_divides_the_tick_by_the_messages_the_sink_received():
+    from bench import send_cost
 
-    figures = throughput.run(rounds=1, staff=20)
-    assert figures["ratio"] > 0 and figures["ratios"] == [round(figures["ratio"], 2)]
+    figures = send_cost.run(staff=20)  # run() asserts the sink received all 20
+    assert figures["sent"] == 20
+    assert figures["per_message_ms"] == 1000 * figures["tick_s"] / 20
+    assert 0 < figures["sending_s"] < figures["tick_s"]
+
+
+def test_pacing_spaces_the_messages_the_sink_timed():
+    from bench import pacing
+
+    figures = pacing.run(messages=20, per_minute=1200)  # one every 50 ms: 1 s in all
+    assert figures["expected_s"] == 1.0
+    # Unpaced, 20 messages to the sink take a fraction of that.
+    assert 0.9 <= figures["s"] < 2.0
+    assert figures["shortest_gap_ms"] > 10
+    assert figures["most_in_60s"] == 20
+
+
+def test_pacing_counts_the_busiest_window_half_open():
+    from bench.pacing import most_within
+
+    assert most_within([0.0, 1.0, 2.0], 1.0) == 1
+    assert most_within([0.0, 1.0, 2.0], 1.5) == 2
+    assert most_within([0.0, 3.0, 3.1, 3.2, 9.0], 1.0) == 3
+
+
+def test_memory_reads_the_peak_of_the_one_tick_process():
+    from bench import memory
+
+    figures = memory.run(staff=120)  # run() fails if the tick started a process of its own
+    assert figures["sent"] == 120
+    assert figures["peak_mb"] >= figures["before_tick_mb"] > 0
+    assert figures["tick_s"] > 0
 
 
 def test_idle_tick_counts_its_statements():
@@ -18,14 +51,6 @@ def test_idle_tick_counts_its_statements():
 
     seconds, statements = idle.measure(30)
     assert seconds > 0 and statements > 5
-
-
-def test_memory_samples_the_tick_and_its_helpers():
-    from bench import memory
-
-    figures = memory.run(staff=120)  # more than a batch: the composer helper is forked
-    assert figures["sent"] == 120 and figures["children"] >= 1
-    assert figures["peak_mb"] >= figures["tick_process_mb"] > 0
 
 
 def test_confirmation_page_is_measured_against_healthz(monkeypatch):
