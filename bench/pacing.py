@@ -16,10 +16,8 @@ that check holds whatever the pacer does; the 1-second window is the one that se
 from __future__ import annotations
 
 import bisect
-import time
 
 from . import world
-from .sink import Sink
 
 PER_MINUTE = 600
 MESSAGES = 300
@@ -32,24 +30,8 @@ def most_within(times: list[float], width: float) -> int:
 
 
 def run(messages: int = MESSAGES, per_minute: int = PER_MINUTE, db_url: str | None = None) -> dict:
-    from workflow import tick
-
-    port = world.free_port()
-    w = world.build(messages, port, db_url=db_url, max_per_minute=per_minute)
-    sink = Sink(port)
-    try:
-        app = w.app()
-        svc = app.extensions["signoff"]
-        with app.app_context():
-            started = time.perf_counter()
-            result = tick.run(svc, world.OPEN)
-            elapsed = time.perf_counter() - started
-        svc.db.dispose()
-    finally:
-        received = sink.stop()
-        w.remove()
-    assert result.delivery.sent == messages and received == messages, (result.summary(), received)
-    arrivals = sorted(sink.arrivals)
+    _, elapsed, arrivals = world.opening_day(messages, db_url, max_per_minute=per_minute)
+    arrivals = sorted(arrivals)
     interval = 60 / per_minute
     return {"s": arrivals[-1] - arrivals[0] + interval, "expected_s": messages * interval,
             "tick_s": elapsed, "most_in_60s": most_within(arrivals, 60.0),

@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ports import free_port  # noqa: F401 (the benchmarks take it from here)
+from ports import free_port
 from sqlalchemy import insert, select
 
 from workflow import config as config_mod
@@ -117,3 +118,28 @@ def _requests(svc, sent_at: dt.datetime) -> None:
             {"cycle_id": cycle.id, "staff_id": sid, "created_at": sent_at, "stage_sent": 0,
              "reminded_at": sent_at, "last_message_at": sent_at, "next_check_at": next_check,
              "overdue_at": overdue} for sid in ids])
+
+
+def opening_day(staff: int, db_url: str | None = None, max_per_minute: int = 0):
+    """The opening-day tick for `staff` people, sending to a sink in its own process: (the tick's
+    result, its wall time in seconds, each message's arrival time at the sink)."""
+    from workflow import tick
+
+    from .sink import Sink
+
+    port = free_port()
+    w = build(staff, port, db_url=db_url, max_per_minute=max_per_minute)
+    sink = Sink(port)
+    try:
+        app = w.app()
+        svc = app.extensions["signoff"]
+        with app.app_context():
+            started = time.perf_counter()
+            result = tick.run(svc, OPEN)
+            elapsed = time.perf_counter() - started
+        svc.db.dispose()
+    finally:
+        received = sink.stop()
+        w.remove()
+    assert result.delivery.sent == staff and received == staff, (result.summary(), received)
+    return result, elapsed, sink.arrivals
