@@ -17,7 +17,6 @@ ticks share.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 import smtplib
 import ssl
@@ -35,8 +34,6 @@ from . import digest, events, mailer, pacing, planner, tokens
 from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, Request, Staff,
                      UTCDateTime)
 from .services import Services
-
-log = logging.getLogger("signoff.outbox")
 
 # Long enough for one message however slow the server (each SMTP step times out in
 # [mail] timeout_seconds) and its turn under max_per_minute; a killed run's claim comes back then.
