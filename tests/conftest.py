@@ -277,7 +277,7 @@ def pytest_collection_modifyitems(items):
     (db_url's PostgreSQL case, or the `postgres` fixture), given here; `slow` is marked on each
     test that starts a process or takes seconds."""
     for item in items:
-        if "browser" in Path(str(item.fspath)).parts:
+        if Path(str(item.fspath)).resolve().parent == ROOT / "tests" / "browser":
             item.add_marker(pytest.mark.browser)
         callspec = getattr(item, "callspec", None)
         if (callspec is not None and callspec.params.get("db_url") == "postgresql") \

@@ -6,6 +6,7 @@ makes the test's database with CREATE DATABASE … TEMPLATE."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -53,7 +54,7 @@ class Templates:
             if server not in self._postgres:
                 from workflow.db import upgrade
 
-                template = f"signoff_template_{len(self._postgres)}"
+                template = f"signoff_template_{os.getpid()}_{len(self._postgres)}"
                 admin.execute(f'DROP DATABASE IF EXISTS "{template}"')
                 admin.execute(f'CREATE DATABASE "{template}"')
                 upgrade(f"{server}/{template}")
