@@ -63,7 +63,7 @@ class RunResult:
     failures: list[dict[str, str]] = field(default_factory=list)  # this run's permanent ones
     stopped: str | None = None  # why the run stopped early, if it did
     waiting: int = 0  # due but held back: by the daily limit, or a server that asked us to wait
-    all_sent_by: dt.datetime | None = None  # when those will have gone, within the limits
+    waiting_line: str | None = None  # when those will have gone, under the provider's limits
 
     @property
     def failure_lines(self) -> list[str]:
@@ -215,9 +215,10 @@ def _used_today(conn, at: dt.datetime) -> int:
     return went + going
 
 
-def waiting(svc: Services, session: Session, at: dt.datetime) -> tuple[int, dt.datetime | None]:
-    """How many emails are due and not yet gone at `at`, and when they will all have gone within
-    the limits (None without limits, or when none wait)."""
+def waiting(svc: Services, session: Session, at: dt.datetime) -> tuple[int, str | None]:
+    """How many emails are due and not yet gone at `at`, and, under the provider's limits, when
+    they will all have gone ("4,200 emails waiting: all sent by Thu 3 Sep 08:40 at 30 a minute";
+    None without limits, or when none wait)."""
     count = session.scalar(select(func.count()).select_from(Outbox)
                            .where(_WAITING_SQL, _O.next_attempt_at <= at))
     cfg = svc.config.mail
@@ -225,7 +226,8 @@ def waiting(svc: Services, session: Session, at: dt.datetime) -> tuple[int, dt.d
         return count, None
     recent = session.scalars(select(_O.sent_at).where(_O.sent_at > at - pacing.DAY)) \
         if cfg.max_per_day else []
-    return count, pacing.all_sent_by(count, at, cfg.max_per_minute, cfg.max_per_day, recent)
+    finish = pacing.all_sent_by(count, at, cfg.max_per_minute, cfg.max_per_day, recent)
+    return count, pacing.describe(count, "email", finish, cfg.max_per_minute, svc.calendar.tz)
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -449,7 +451,8 @@ class Sender:
 
     def note_waiting(self) -> None:
         with self.svc.db.read() as session:
-            self.result.waiting, self.result.all_sent_by = waiting(self.svc, session, self.clock())
+            self.result.waiting, self.result.waiting_line = waiting(self.svc, session,
+                                                                    self.clock())
 
     def close(self) -> None:
         self.conn = _drop(self.conn)

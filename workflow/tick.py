@@ -33,8 +33,6 @@ class TickResult:
     queued: int = 0
     digest_queued: bool = False
     delivery: outbox.RunResult = field(default_factory=outbox.RunResult)
-    per_minute: int = 0
-    tz: object = None
 
     @property
     def ok(self) -> bool:
@@ -53,25 +51,20 @@ class TickResult:
                      f" {d.retrying} retrying, {d.failed} failed")
         if d.cancelled:
             parts.append(f"({d.cancelled} no longer needed)")
-        if d.waiting:
-            parts.append(f"— {self.waiting_line()}")
+        if d.waiting_line:
+            parts.append(f"— {d.waiting_line} (the mail provider's limits)")
+        elif d.waiting:
+            parts.append(f"— {d.waiting:,} waiting for a later tick")
         if d.stopped:
             parts.append(f"— stopped: {d.stopped}")
         return " ".join(parts)
-
-    def waiting_line(self) -> str:
-        d = self.delivery
-        if d.all_sent_by is None:
-            return f"{d.waiting:,} waiting for a later tick"
-        return (pacing.describe(d.waiting, "email", d.all_sent_by, self.per_minute, self.tz)
-                + " (the mail provider's limits)")
 
 
 def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None) -> TickResult:
     """Everything due at `now`; `stopping` (set by the scheduler's shutdown) ends the sending
     after the message in hand."""
     mail = svc.config.mail
-    result = TickResult(at=now, per_minute=mail.max_per_minute, tz=svc.calendar.tz)
+    result = TickResult(at=now)
     with svc.db.write() as session:
         run_row = TickRun(started_at=dt.datetime.now(dt.timezone.utc), at=now)
         session.add(run_row)
@@ -87,10 +80,9 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
         result.digest_queued = _queue_digest(svc, session, now)
     if pacing.limited(mail.max_per_minute, mail.max_per_day):
         with svc.db.read() as session:
-            count, finish = outbox.waiting(svc, session, now)
+            count, line = outbox.waiting(svc, session, now)
         if count > 1:  # a paced run may take hours: say at its start when it will end
-            log.info("%s", pacing.describe(count, "email", finish, mail.max_per_minute,
-                                           svc.calendar.tz))
+            log.info("%s", line)
     result.delivery = outbox.deliver(svc, now, stopping)
     with svc.db.write() as session:
         session.execute(update(TickRun).where(TickRun.id == run_row.id).values(

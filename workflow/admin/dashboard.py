@@ -8,7 +8,7 @@ import datetime as dt
 from flask import render_template
 from sqlalchemy import func, select
 
-from .. import outbox, pacing, timeline
+from .. import outbox, timeline
 from ..services import services
 from ..models import Outbox, TickRun
 from ..standing import overviews
@@ -30,13 +30,10 @@ def dashboard():
         coming = timeline.entries(svc, session, moment, moment + dt.timedelta(days=366))
         # Under the mail provider's limits: when what waits now, and the next send's emails,
         # will all have gone.
-        count, finish = outbox.waiting(svc, session, moment)
-        mail = svc.config.mail
-        waiting = (pacing.describe(count, "email", finish, mail.max_per_minute, tz)
-                   if finish else None)
-        first_batch = next(iter(timeline.held_back(svc, session, moment, coming)), None)
-        next_held = (first_batch[1] if first_batch and coming
-                     and coming[first_batch[0]].when == coming[0].when else None)
+        _, waiting = outbox.waiting(svc, session, moment)
+        first = [e for e in coming if e.when == coming[0].when]
+        next_held = next((line for _, line in timeline.held_back(svc, session, moment, first)),
+                         None)
         last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
                                     .limit(1)).first()
         failures = list(session.scalars(
