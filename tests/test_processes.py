@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import SIGNOFF, free_port, hidden_fields, link_in, run_signoff, write_config
+from delivery_helpers import database, roster_of
 
 pytestmark = pytest.mark.slow  # each starts signoff or another program as a process
 
@@ -177,13 +178,19 @@ def test_scheduler_ticks_at_once_logs_each_tick_and_stops_on_sigterm(setup, cli,
     assert len(summaries) == finished  # one summary line per tick
 
 
+def paced(setup, people: list[str], per_minute: int) -> Path:
+    """A setting of `people`, sending at most `per_minute`, whose scheduler ticks once an hour."""
+    config = setup(roster=roster_of(people), interval_seconds=3600, working_days_only="false")
+    config.write_text(config.read_text().replace("[mail]\n",
+                                                 f"[mail]\nmax_per_minute = {per_minute}\n"))
+    return config
+
+
 def test_scheduler_paces_an_opening_day_and_says_in_its_log_when_it_will_be_done(setup, smtp):
     """Within the provider's limit (here 600 a minute: one every 0.1 s), from the one process:
     the log says at the start of the run when the last email will have gone."""
-    people = [f"person{i:03}@example.org" for i in range(20)]
-    roster = "name,email\n" + "".join(f"Person {i:03},{a}\n" for i, a in enumerate(people))
-    config = setup(roster=roster, interval_seconds=3600, working_days_only="false")
-    config.write_text(config.read_text().replace("[mail]\n", "[mail]\nmax_per_minute = 600\n"))
+    people = [f"person{i:02}@example.org" for i in range(20)]
+    config = paced(setup, people, per_minute=600)
     proc, log = start(config, "scheduler")
     try:
         poll(lambda: " tick at " in log.read_text(), "the first tick's line", proc, log)
@@ -204,14 +211,10 @@ def test_scheduler_stopped_mid_paced_run_hands_back_its_claim_and_exits_at_once(
     """SIGTERM while a tick sends at the provider's pace (here one a second, with hours of work
     in a real school): the scheduler exits after the message in hand, holds no claim, and the
     next tick sends the rest, each once."""
-    from workflow import config as config_mod
-    from workflow.db import Database
     from workflow.models import Outbox
 
     people = [f"person{i:02}@example.org" for i in range(20)]
-    roster = "name,email\n" + "".join(f"Person {i:02},{a}\n" for i, a in enumerate(people))
-    config = setup(roster=roster, interval_seconds=3600, working_days_only="false")
-    config.write_text(config.read_text().replace("[mail]\n", "[mail]\nmax_per_minute = 60\n"))
+    config = paced(setup, people, per_minute=60)
     proc, log = start(config, "scheduler")
     try:
         poll(lambda: len(smtp.inbox) >= 2, "two emails sent", proc, log)
@@ -222,13 +225,9 @@ def test_scheduler_stopped_mid_paced_run_hands_back_its_claim_and_exits_at_once(
     text = log.read_text()
     assert "stopping after the message in hand" in text and "Traceback" not in text
     assert 2 <= len(smtp.inbox) < 20
-    db = Database(config_mod.load(config).database.url)
-    try:
-        with db.read() as session:
-            held = session.scalar(select(func.count()).select_from(Outbox)
-                                  .where(Outbox.claimed_until.is_not(None)))
-    finally:
-        db.dispose()
+    with database(config) as db, db.read() as session:
+        held = session.scalar(select(func.count()).select_from(Outbox)
+                              .where(Outbox.claimed_until.is_not(None)))
     assert held == 0
     config.write_text(config.read_text().replace("max_per_minute = 60\n", ""))
     again = cli("tick", config=config)
