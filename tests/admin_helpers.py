@@ -3,6 +3,7 @@ CSRF token a real browser would have."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -27,6 +28,19 @@ def post(client, url: str, data: dict | None = None, prefix: str = "", **kw):
     fields = {f"{prefix}-{k}" if prefix else k: v for k, v in (data or {}).items()}
     fields[f"{prefix}-csrf_token" if prefix else "csrf_token"] = token
     return client.post(url, data=fields, **kw)
+
+
+def upload(client, content: bytes, name: str = "staff.csv"):
+    """Upload a roster CSV in the console, as its file input does."""
+    return client.post("/admin/people/upload", data={
+        "csrf_token": csrf(client), "file": (io.BytesIO(content), name)},
+        content_type="multipart/form-data")
+
+
+def upload_id(preview) -> str:
+    """The upload an "Apply these changes" button names."""
+    return preview.get_data(as_text=True).split('name="upload" type="hidden" value="')[1] \
+        .split('"')[0]
 
 
 def sign_in(client, email: str = ADMIN, password: str = PASSWORD):

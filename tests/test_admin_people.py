@@ -3,25 +3,16 @@ anything is written. Bad input gets a message in the page and changes nothing.""
 
 from __future__ import annotations
 
-import io
-
 from sqlalchemy import func, select
 
-from admin_helpers import ADMIN, admin, app, clock, console, post, staff_id  # noqa: F401
+from admin_helpers import (ADMIN, admin, app, clock, console, post, staff_id, upload,  # noqa: F401
+                           upload_id)
 from workflow.models import Event, Staff
 
 
 def _people(app):
     with app.extensions["signoff"].db.read() as session:
         return {s.email: s for s in session.scalars(select(Staff))}
-
-
-def _upload(client, content: bytes, name="staff.csv"):
-    from admin_helpers import csrf
-
-    return client.post("/admin/people/upload", data={
-        "csrf_token": csrf(client), "file": (io.BytesIO(content), name)},
-        content_type="multipart/form-data")
 
 
 def test_list_search_and_sort(admin, app):
@@ -106,27 +97,26 @@ def test_upload_previews_without_writing_then_applies(admin, app):
            b"Amira Khan,amira@example.org,Manager,yes\n"   # updated
            b"Ben Lewis,ben@example.org,Room Leader,no\n"   # made inactive
            b"Dan Ode,dan@example.org,Cook,yes\n")          # added
-    preview = _upload(admin, csv)
+    preview = upload(admin, csv)
     text = preview.get_data(as_text=True)
     assert preview.status_code == 200
     assert "1 added" in text and "1 updated" in text and "1 made inactive" in text
     assert "role: Practitioner → Manager" in text
     assert "dan@example.org" not in _people(app) and _people(app)["ben@example.org"].active
 
-    upload_id = text.split('name="upload" type="hidden" value="')[1].split('"')[0]
-    applied = post(admin, "/admin/people/upload/apply", {"upload": upload_id})
+    applied = post(admin, "/admin/people/upload/apply", {"upload": upload_id(preview)})
     assert applied.status_code == 303
     people = _people(app)
     assert people["dan@example.org"].role == "Cook" and not people["ben@example.org"].active
     assert people["amira@example.org"].role == "Manager"
     assert "1 added, 1 updated, 1 made inactive" in admin.get("/admin/people").get_data(as_text=True)
     # The stored upload is used once.
-    again = post(admin, "/admin/people/upload/apply", {"upload": upload_id})
+    again = post(admin, "/admin/people/upload/apply", {"upload": upload_id(preview)})
     assert again.status_code == 400 and "no longer available" in again.get_data(as_text=True)
 
 
 def test_bad_uploads_change_nothing_and_name_every_line(admin, app):
-    bad = _upload(admin, b"name,email\nDan,dan@\n,eve@example.org\nAmira Khan,amira@example.org\n")
+    bad = upload(admin, b"name,email\nDan,dan@\n,eve@example.org\nAmira Khan,amira@example.org\n")
     text = bad.get_data(as_text=True)
     assert bad.status_code == 400 and "Nothing was changed" in text
     assert "line 2" in text and "line 3" in text and "Apply these changes" not in text
@@ -141,7 +131,7 @@ def test_bad_uploads_change_nothing_and_name_every_line(admin, app):
 
 
 def not_utf8(client):
-    response = _upload(client, "name,email\nZoë,zoe@example.org\n".encode("latin-1"))
+    response = upload(client, "name,email\nZoë,zoe@example.org\n".encode("latin-1"))
     assert "not UTF-8" in response.get_data(as_text=True)
     return response
 

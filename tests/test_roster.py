@@ -82,6 +82,21 @@ def test_one_bad_line_among_many_good_stores_nothing(setup, cli):
     assert names_and_active(config) == START
 
 
+def test_names_and_roles_longer_than_the_console_takes_are_refused_by_line(setup, cli):
+    config = setup()
+    result, path = import_csv(cli, config, (
+        "name,email,role\n"
+        f"{'N' * 200},long.ok@example.org,{'R' * 100}\n"      # line 2: exactly the limits
+        f"{'N' * 201},long.name@example.org,Cook\n"          # line 3
+        f"Dan Price,long.role@example.org,{'R' * 101}\n"     # line 4
+    ))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "unexpected" not in result.output
+    assert f"{path}: line 3: name is longer than 200 characters" in result.stderr
+    assert f"{path}: line 4: role is longer than 100 characters" in result.stderr
+    assert "line 2" not in result.stderr and names_and_active(config) == START
+
+
 def test_import_upserts_by_address_case_insensitively(setup, cli):
     config = setup()
     result, _ = import_csv(cli, config, (

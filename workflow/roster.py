@@ -13,12 +13,14 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import events
-from .models import Staff
+from .models import RosterUpload, Staff
 
+NAME_MAX, ROLE_MAX = 200, 100  # the columns' sizes; the console's forms ask the same
+UPLOAD_KEEP = dt.timedelta(days=1)  # a console upload not applied by then is removed by the tick
 REQUIRED = ("name", "email")
 OPTIONAL = ("role", "start_date", "active")
 _YES = {"yes": True, "true": True, "y": True, "1": True,
@@ -90,6 +92,8 @@ def parse(data: bytes, source: str) -> list[Row]:
         name = clean_text(values["name"])
         if not name:
             errors.append("name is empty")
+        elif len(name) > NAME_MAX:
+            errors.append(f"name is longer than {NAME_MAX} characters")
         email = values["email"].strip()
         try:
             email = validate_email(email, check_deliverability=False).normalized.lower()
@@ -106,13 +110,15 @@ def parse(data: bytes, source: str) -> list[Row]:
             active = _YES.get(values["active"].strip().lower())
             if active is None:
                 errors.append(f"active {values['active'].strip()!r} is not yes/no/true/false")
+        role = clean_text(values["role"]) if "role" in values else None
+        if role and len(role) > ROLE_MAX:
+            errors.append(f"role is longer than {ROLE_MAX} characters")
         if not errors and email in first_line:
             errors.append(f"{email} is already on line {first_line[email]}")
         if errors:
             problems.append(f"{source}: line {line}: " + "; ".join(errors))
             continue
         first_line[email] = line
-        role = clean_text(values["role"]) if "role" in values else None
         rows.append(Row(line, name, email, role, start_date, active))
     if problems:
         raise RosterError(problems)
@@ -161,3 +167,9 @@ def apply(session: Session, setting_id: int, rows: list[Row], now: dt.datetime,
             result.updated.append(row.email)
         events.record(session, "staff_updated", now, actor=actor, staff_id=person.id, changes=changes)
     return result
+
+
+def forget_uploads(session: Session, now: dt.datetime) -> int:
+    """Console uploads nobody applied within UPLOAD_KEEP (each tick asks); how many went."""
+    return session.execute(delete(RosterUpload)
+                           .where(RosterUpload.created_at < now - UPLOAD_KEEP)).rowcount

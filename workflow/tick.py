@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, literal, select, update
 
-from . import digest, events, outbox, pacing, planner, policies
+from . import digest, events, outbox, pacing, planner, policies, roster
 from .models import Cycle, Request, Staff, TickRun, UTCDateTime
 from .services import Services
 
@@ -71,6 +71,7 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
         setting_id = policies.sync(session, svc.config, now)
         cycles = _open_cycles(svc, session, now, result)
         result.new_requests = _ask_everyone(svc, session, setting_id, cycles, now)
+        roster.forget_uploads(session, now)
     if result.new_requests >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "staff")
     result.queued = _queue_due(svc, [c.id for c in cycles], now)

@@ -8,6 +8,8 @@ from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordFi
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
+from ..roster import NAME_MAX, ROLE_MAX
+
 _SHORT_REASON = Length(max=500, message="Keep the reason under 500 characters.")
 
 
@@ -33,10 +35,11 @@ class ExtendForm(FlaskForm):
 
 
 class StaffForm(FlaskForm):
-    name = StringField("Name", [InputRequired("Enter the person's name."), Length(max=200)])
+    name = StringField("Name", [InputRequired("Enter the person's name."),
+                                Length(max=NAME_MAX)])
     email = EmailField("Email address", [InputRequired("Enter the person's email address."),
                                          Length(max=320)])
-    role = StringField("Role (optional)", [Optional(), Length(max=100)])
+    role = StringField("Role (optional)", [Optional(), Length(max=ROLE_MAX)])
     start_date = DateField("Start date (optional)", [Optional()],
                            description="New starters get their first reminder on this day.")
     active = BooleanField("Active: gets reminders", default=True)

@@ -4,21 +4,18 @@ CSV upload that shows what would change before anything is written."""
 from __future__ import annotations
 
 import datetime as dt
-import re
-import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from .. import events, roster
 from ..services import services
-from ..models import Setting, Staff
+from ..models import RosterUpload, Setting, Staff
 from ..standing import overviews
 from . import bp, now
 from .forms import ApplyForm, StaffForm, UploadForm
@@ -32,8 +29,6 @@ SORTS = {
 }
 # Most in need of attention first when sorting by status.
 RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "inactive": 4}
-UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-UPLOAD_KEEP_SECONDS = 24 * 3600
 
 
 def setting_id(session: Session) -> int | None:
@@ -118,7 +113,7 @@ def add_person():
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
 
 
-@bp.route("/people/<int:staff_id>/edit", methods=["GET", "POST"])
+@bp.route("/people/<id:staff_id>/edit", methods=["GET", "POST"])
 def edit_person(staff_id: int):
     svc = services()
     with svc.db.read() as session:
@@ -158,7 +153,7 @@ def edit_person(staff_id: int):
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
 
 
-@bp.route("/people/<int:staff_id>/active", methods=["POST"])
+@bp.route("/people/<id:staff_id>/active", methods=["POST"])
 def set_active(staff_id: int):
     """Deactivate (or reactivate) someone: inactive people get nothing and appear in no digest."""
     wanted = request.form.get("active") == "yes"
@@ -217,19 +212,6 @@ def preview(session: Session, rows: list[roster.Row]) -> Preview:
     return result
 
 
-def _uploads() -> Path:
-    folder = Path(current_app.instance_path) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _forget_old_uploads(folder: Path) -> None:
-    cutoff = time.time() - UPLOAD_KEEP_SECONDS
-    for old in folder.glob("*.csv"):
-        if old.stat().st_mtime < cutoff:
-            old.unlink(missing_ok=True)
-
-
 @bp.route("/people/upload", methods=["POST"])
 def upload():
     form = UploadForm()
@@ -237,20 +219,21 @@ def upload():
         return _upload_page(problems=[e for errors in form.errors.values() for e in errors],
                             status=400)
     file = form.file.data
-    name = Path(file.filename or "roster.csv").name[:100]
+    name = roster.clean_text(Path(file.filename or "").name)[:100] or "roster.csv"
     data = file.read()
     try:
         rows = roster.parse(data, name)
     except roster.RosterError as exc:
         return _upload_page(problems=exc.problems, name=name, status=400)
-    folder = _uploads()
-    _forget_old_uploads(folder)
-    # Kept on disk between preview and apply (a roster can be larger than a cookie).
-    upload_id = secrets.token_hex(16)
-    (folder / f"{upload_id}.csv").write_bytes(data)
-    with services().db.read() as session:
+    svc = services()
+    with svc.db.write() as session:
+        # Kept between preview and apply (a roster can be larger than a cookie), for this admin.
+        upload_id = session.scalar(insert(RosterUpload).values(
+            setting_id=setting_id(session), admin_id=current_user.id, name=name, data=data,
+            created_at=now()).returning(RosterUpload.id))
+    with svc.db.read() as session:
         result = preview(session, rows)
-    apply_form = ApplyForm(formdata=None, upload=upload_id)
+    apply_form = ApplyForm(formdata=None, upload=str(upload_id))
     return _upload_page(result=result, name=name, apply_form=apply_form)
 
 
@@ -262,18 +245,23 @@ def _upload_page(status: int = 200, **ctx):
 def apply_upload():
     form = ApplyForm()
     upload_id = form.upload.data or ""
-    path = _uploads() / f"{upload_id}.csv"
-    if not form.validate() or not UPLOAD_ID.fullmatch(upload_id) or not path.is_file():
-        return _upload_page(problems=["That upload is no longer available (uploads are kept for "
-                                      "a day). Please upload the file again."], status=400)
+    gone = _upload_page(problems=["That upload is no longer available: it was applied already, or "
+                                  "was kept for a day. Please upload the file again."], status=400)
+    if not form.validate() or not upload_id.isdigit() or len(upload_id) > 9:
+        return gone
     try:
-        rows = roster.parse(path.read_bytes(), "upload")
+        with services().db.write() as session:
+            # Taking the row is what makes an upload apply once: a second apply finds nothing.
+            taken = session.execute(delete(RosterUpload).where(
+                RosterUpload.id == int(upload_id), RosterUpload.admin_id == current_user.id)
+                .returning(RosterUpload.data, RosterUpload.name)).first()
+            if taken is None:
+                return gone
+            rows = roster.parse(taken.data, taken.name)  # rolls back, keeping it, if refused
+            result = roster.apply(session, setting_id(session), rows, now(),
+                                  actor=current_user.email)
     except roster.RosterError as exc:
         return _upload_page(problems=exc.problems, status=400)
-    svc = services()
-    moment = now()
-    with svc.db.write() as session:
-        result = roster.apply(session, setting_id(session), rows, moment, actor=current_user.email)
-    path.unlink(missing_ok=True)
     flash(f"Roster updated: {result.summary()}.", "ok")
     return redirect(url_for("admin.people"), code=303)
+
