@@ -9,7 +9,7 @@ import io
 
 from sqlalchemy import func, select
 
-from admin_helpers import ADMIN, admin, app, clock, console, post, staff_id  # noqa: F401
+from admin_helpers import ADMIN, admin, app, clock, console, post, sign_in, staff_id  # noqa: F401
 from conftest import free_port, hidden_fields, link_in
 from workflow import models
 from workflow.models import Cycle, Event
@@ -48,6 +48,7 @@ def test_dashboard_shows_overdue_failures_and_a_live_scheduler(admin, app, cli, 
     cli("tick", "--at", "2026-09-08T09:00+01:00", config=console)
     clock.move_to(dt.datetime(2026, 9, 23, 9, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))))
     cli("tick", "--at", "2026-09-23T09:00+01:00", config=console)
+    assert sign_in(admin).status_code == 303  # three weeks on: the session had ended
     page = admin.get("/admin/").get_data(as_text=True)
     assert "does not seem to be running" not in page
     assert "all done" not in page and "some sends failed" in page

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from admin_helpers import ADMIN, admin, app, clock, console, post, staff_id  # noqa: F401
 from conftest import link_in
+from helpers import flat
 from workflow.models import Confirmation, Event, Link, Outbox, Request, Staff
 
 SLUG = "social-media"
@@ -72,9 +73,11 @@ def test_paper_sign_off_is_stored_as_paper_never_as_self(admin, app, smtp):
     assert conf.reason == "Signed the paper copy in the office" and conf.ip_address is None
     event, = _events(app, "confirmed")
     assert event.actor == ADMIN and event.detail["method"] == "paper"
-    # The person's own page says it was recorded on their behalf.
-    own = app.test_client().get(link[len("http://signoff.test"):]).get_data(as_text=True)
-    assert "recorded on your behalf (paper sign-off)" in own
+    # The person's own page says the office recorded it, and when; the office's note is its own.
+    own = flat(app.test_client().get(link[len("http://signoff.test"):]).get_data(as_text=True))
+    assert "The office recorded this for you, from your signed paper form." in own
+    assert "on Wednesday 2 September 2026 at 10:00" in own
+    assert "Signed the paper copy" not in own
     again = _act(admin, app, "chloe@example.org", "paper", reason="twice")
     assert again.status_code == 409
     assert "already confirmed" in again.get_data(as_text=True)

@@ -76,7 +76,7 @@ def assert_security_headers(response) -> None:
     csp = response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert response.headers["X-Frame-Options"] == "DENY"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
 
 
 def test_mail_scanners_opening_the_link_never_confirm(app, cli, links):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import json
-import signal
 import subprocess
 import time
 import urllib.error
@@ -18,67 +17,13 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from conftest import SIGNOFF, free_port, hidden_fields, link_in, run_signoff, write_config
+from conftest import free_port, hidden_fields, link_in, run_signoff, write_config
 from delivery_helpers import database, roster_of
+from helpers import get, poll, serve, start, stop
 
 pytestmark = pytest.mark.slow  # each starts signoff or another program as a process
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-
-def start(config: Path, *args: str) -> tuple[subprocess.Popen, Path]:
-    """Start `signoff <args>` in the background, its output going to a log file."""
-    log = config.parent / f"{args[0]}.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*SIGNOFF, "--config", str(config), *args], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=config.parent)
-    return proc, log
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
-
-
-def poll(condition, what: str, proc: subprocess.Popen, log: Path, deadline: float = 60):
-    """Wait for condition() to be truthy, failing early (with the log) if the process dies."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"process exited ({proc.returncode}) before {what}:\n{log.read_text()}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
-
-
-def get(url: str, method: str = "GET") -> tuple[int, str]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        conn.request(method, parts.path, headers={"User-Agent": "MailScanner/2.0"})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    except OSError:
-        return 0, ""
-    finally:
-        conn.close()
-
-
-
-def serve(config: Path) -> tuple[subprocess.Popen, Path, str]:
-    port = free_port()
-    proc, log = start(config, "serve", "--port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    poll(lambda: get(base + "/healthz")[0] == 200, "/healthz to answer 200", proc, log)
-    return proc, log, base
 
 
 def report_row(cli, config: Path, email: str) -> list[str]:

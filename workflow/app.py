@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
@@ -16,6 +17,8 @@ from .db import Database
 from .services import Services
 
 csrf = CSRFProtect()
+
+MAX_BODY = 2 * 1024 * 1024  # the largest request: a roster upload. `signoff serve` refuses more unread
 
 
 def create_app(config: Config, db: Database | None = None) -> Flask:
@@ -36,7 +39,11 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.setting.base_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,  # a phone may sit on the page for a while before ticking
-        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        # Redirects and links take their host from base_url's, never from a client's Host header
+        # (anything else is refused with 400); loopback stays open for health checks on the box.
+        TRUSTED_HOSTS=[urlsplit(config.setting.base_url).hostname, "localhost", "127.0.0.1",
+                       "[::1]"],
     )
     app.extensions["signoff"] = Services(
         config=config,
@@ -44,11 +51,6 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
         calendar=Calendar(config.schedule, config.setting.timezone),
     )
     csrf.init_app(app)
-    if config.web.proxy_count:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = config.web.proxy_count
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
 
     from . import admin, confirm, mailer, web
 

@@ -302,11 +302,39 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
     click.echo(f"signoff serving {ctx.config.setting.name} on http://{host}:{port}/")
     # waitress handles Ctrl-C but not SIGTERM (what systemd and the demo send): stop the same way.
     signal.signal(signal.SIGTERM, lambda *_: _stop_serving())
+    # A request briefly waiting for a free thread is normal under load, not a warning.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
-        waitress.serve(ctx.app, host=host, port=port, threads=threads, ident="signoff")
+        waitress.serve(ctx.app, host=host, port=port, threads=threads,
+                       **waitress_options(ctx.config.web.proxy_count))
     except KeyboardInterrupt:
         pass
     click.echo("signoff serve stopped")
+
+
+def waitress_options(proxy_count: int) -> dict:
+    """How `signoff serve` meets the internet (docs/security.md, "The web edge")."""
+    from .app import MAX_BODY
+
+    options = dict(
+        ident="signoff",
+        max_request_body_size=MAX_BODY,  # answered 413 from the headers, before the body is read
+        max_request_header_size=64 * 1024,
+        # Connections cost no thread until a whole request has arrived, so many slow or idle
+        # clients only hold sockets: allow plenty, and close one after 30 s of silence.
+        connection_limit=1000,
+        channel_timeout=30,
+        cleanup_interval=5,
+        asyncore_use_poll=True,  # select() stops at 1,024 open files
+    )
+    if proxy_count:
+        # The client's address and scheme, from exactly proxy_count proxies' X-Forwarded-For and
+        # -Proto (the Host header is checked against base_url in the app). Without proxies, these
+        # headers are dropped: a client cannot choose the address recorded as its evidence.
+        options.update(trusted_proxy="*", trusted_proxy_count=proxy_count,
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
+                       clear_untrusted_proxy_headers=True)
+    return options
 
 
 def _stop_serving():
@@ -336,4 +364,7 @@ def demo(folder: Path, port: int, mail_port: int) -> None:
 
 
 def main() -> None:
+    # What signoff creates (the database, the secret key, instance/) is for its own user only,
+    # however it is started.
+    os.umask(0o077)
     cli.main(prog_name="signoff")

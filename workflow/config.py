@@ -81,6 +81,7 @@ class Scheduler:
 @dataclass(frozen=True)
 class Web:
     proxy_count: int  # reverse proxies whose X-Forwarded-For / -Proto headers are trusted
+    session_idle_hours: int  # an admin session ends after this long without a request
 
 
 @dataclass(frozen=True)
@@ -262,8 +263,9 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     r = table("scheduler", {"interval_seconds"}, required=False)
     scheduler = Scheduler(interval_seconds=r.whole("interval_seconds", 5, 86400, 300))
 
-    w = table("web", {"proxy_count"}, required=False)
-    web = Web(proxy_count=w.whole("proxy_count", 0, 5, 0))
+    w = table("web", {"proxy_count", "session_idle_hours"}, required=False)
+    web = Web(proxy_count=w.whole("proxy_count", 0, 5, 0),
+              session_idle_hours=w.whole("session_idle_hours", 1, 168, 8))
 
     raw_policies = top.get("policy", list)
     if not raw_policies:

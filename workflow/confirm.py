@@ -48,7 +48,7 @@ _PAGE = (
     select(Link.revoked_at, Request.id.label("request_id"), Request.exempt_at, Staff.name,
            Cycle.year, Policy.title, PolicyVersion.id.label("version_id"), PolicyVersion.sha256,
            PolicyVersion.statements, Confirmation.confirmed_at, Confirmation.method,
-           Confirmation.reason, Confirmation.statements.label("confirmed_statements"),
+           Confirmation.statements.label("confirmed_statements"),
            Confirmation.version_sha256)
     .join(Request, Request.id == Link.request_id)
     .join(Staff, Staff.id == Request.staff_id)
@@ -110,7 +110,8 @@ def page(token: str):
     ctx = {"person": {"name": row.name}, "policy": {"title": row.title}, "version": version,
            "policy_html": policy_html}
     if row.confirmed_at is not None:
-        confirmation = {"method": row.method, "reason": row.reason,
+        # Not the office's note about a paper sign-off: that is for the evidence, not the person.
+        confirmation = {"method": row.method,
                         "statements": row.confirmed_statements,
                         "version_sha256": row.version_sha256}
         return render_template("confirmed.html", confirmation=confirmation,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, abort, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.routing import IntegerConverter
 
 from .services import services
 
@@ -17,23 +18,51 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'
        "base-uri 'none'; frame-ancestors 'none'")
 
 
+class RowId(IntegerConverter):
+    """`<id:…>` in a route: a row id, so anything past a 32-bit integer is simply not found."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=2**31 - 1)
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["id"] = RowId
+    app.before_request(_refuse_nul)
     app.after_request(_headers)
+    if app.config["SESSION_COOKIE_SECURE"]:  # base_url is https
+        app.after_request(_hsts)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(SecurityError, _unknown_host)
     app.register_error_handler(Exception, _unexpected)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/", "index", index)
     app.context_processor(lambda: {"setting_name": services().config.setting.name})
 
 
+def _refuse_nul():
+    """A NUL byte is never in a real form or link; PostgreSQL cannot even store one."""
+    values = [request.path, *request.args.keys(), *request.args.values()]
+    if request.method == "POST":
+        values += [*request.form.keys(), *request.form.values()]
+    if any("\x00" in v for v in values):
+        abort(400)
+
+
 def _headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # Flask-WTF checks a form posted over https came from this site by its Referer: send it to
+    # ourselves only (a personal link's path never leaves the site).
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Personal pages must not sit in shared caches or the back/forward history of a shared phone.
     response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _hsts(response):
+    response.headers["Strict-Transport-Security"] = "max-age=31536000"  # a year
     return response
 
 
@@ -56,6 +85,8 @@ def index():
 _MESSAGES = {
     404: ("Link not recognised", "This link is not one we know. Please check you copied the whole "
           "link from your email, or use the link in your most recent email."),
+    400: ("Not understood", "That request was not one this site can answer. Please go back and "
+          "try again."),
     405: ("Not allowed", "That is not something this page can do."),
     413: ("Too large", "That upload is too large."),
 }
@@ -63,7 +94,16 @@ _MESSAGES = {
 
 def _http_error(exc: HTTPException):
     title, body = _MESSAGES.get(exc.code, (exc.name, exc.description))
-    return render_template("message.html", title=title, text=body), exc.code
+    response = make_response(render_template("message.html", title=title, text=body), exc.code)
+    for name, value in exc.get_headers():  # e.g. the Allow of a 405
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _unknown_host(exc: SecurityError):
+    """A Host header that is not base_url's (nor loopback): no page, as no link can be built."""
+    return "This site is not served under that name.\n", 400, {"Content-Type": "text/plain"}
 
 
 def _csrf_error(exc: CSRFError):

@@ -1,16 +1,14 @@
 """The admin console at /admin: who has signed, acting on it, and the evidence. Admins only.
 
 Pages live in one module each (dashboard, people, person, schedule, evidence); they all hang off the
-one blueprint below, whose guard sends anyone not signed in to the sign-in page.
+one blueprint below, whose guard (in auth.py) sends anyone not signed in to the sign-in page.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, redirect, request, url_for
-from flask_login import current_user
+from flask import Blueprint, Flask
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -28,22 +26,3 @@ def init_app(app: Flask) -> None:
                       REMEMBER_COOKIE_SAMESITE="Lax")
     auth.login_manager.init_app(app)
     app.register_blueprint(bp)
-
-
-@bp.before_request
-def _signed_in_only():
-    if request.endpoint == "admin.login" or current_user.is_authenticated:
-        return None
-    nxt = request.full_path.rstrip("?") if request.method != "POST" else None
-    return redirect(url_for("admin.login", next=nxt))
-
-
-def safe_next(target: str | None) -> str:
-    """Where to go after signing in: only a page of this console, never another site."""
-    default = url_for("admin.dashboard")
-    if not target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/admin") or "\\" in target:
-        return default
-    return target

@@ -32,7 +32,7 @@ def _cycle(session, cycle_id: int) -> Cycle:
     return cycle
 
 
-@bp.route("/evidence/<int:cycle_id>")
+@bp.route("/evidence/<id:cycle_id>")
 def evidence_page(cycle_id: int):
     svc = services()
     with svc.db.read() as session:
@@ -59,7 +59,7 @@ def evidence_page(cycle_id: int):
                            tz=svc.calendar.tz, setting=svc.config.setting)
 
 
-@bp.route("/evidence/<int:cycle_id>/export.csv")
+@bp.route("/evidence/<id:cycle_id>/export.csv")
 def export(cycle_id: int):
     svc = services()
     with svc.db.read() as session:

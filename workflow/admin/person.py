@@ -61,7 +61,7 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
                            within=within(svc)), status
 
 
-@bp.route("/people/<int:staff_id>")
+@bp.route("/people/<id:staff_id>")
 def person(staff_id: int):
     return _page(staff_id)
 
@@ -128,7 +128,7 @@ def _act(staff_id: int, slug: str, action) -> object:
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
 
 
-@bp.route("/people/<int:staff_id>/<slug>/resend", methods=["POST"])
+@bp.route("/people/<id:staff_id>/<slug>/resend", methods=["POST"])
 def resend(staff_id: int, slug: str):
     def action(svc, session, person, policy, moment):
         req = _open_request(svc, session, person, policy, moment)
@@ -140,7 +140,7 @@ def resend(staff_id: int, slug: str):
     return _act(staff_id, slug, action)
 
 
-@bp.route("/people/<int:staff_id>/<slug>/new-link", methods=["POST"])
+@bp.route("/people/<id:staff_id>/<slug>/new-link", methods=["POST"])
 def new_link(staff_id: int, slug: str):
     def action(svc, session, person, policy, moment):
         req = _open_request(svc, session, person, policy, moment)
@@ -155,7 +155,7 @@ def new_link(staff_id: int, slug: str):
     return _act(staff_id, slug, action)
 
 
-@bp.route("/people/<int:staff_id>/<slug>/extend", methods=["POST"])
+@bp.route("/people/<id:staff_id>/<slug>/extend", methods=["POST"])
 def extend(staff_id: int, slug: str):
     form = ExtendForm(prefix=f"{slug}-extend")
     if not form.validate():
@@ -186,7 +186,7 @@ def extend(staff_id: int, slug: str):
     return _act(staff_id, slug, action)
 
 
-@bp.route("/people/<int:staff_id>/<slug>/exempt", methods=["POST"])
+@bp.route("/people/<id:staff_id>/<slug>/exempt", methods=["POST"])
 def exempt(staff_id: int, slug: str):
     form = ReasonForm(prefix=f"{slug}-exempt")
     if not form.validate():
@@ -203,7 +203,7 @@ def exempt(staff_id: int, slug: str):
     return _act(staff_id, slug, action)
 
 
-@bp.route("/people/<int:staff_id>/<slug>/paper", methods=["POST"])
+@bp.route("/people/<id:staff_id>/<slug>/paper", methods=["POST"])
 def paper(staff_id: int, slug: str):
     form = ReasonForm(prefix=f"{slug}-paper")
     if not form.validate():
