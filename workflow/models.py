@@ -59,10 +59,12 @@ class Staff(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     setting_id: Mapped[int] = mapped_column(ForeignKey("setting.id"))
     email: Mapped[str] = mapped_column(String(320))  # stored lower-case
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))  # in full: reports, the digest, the console
+    first_name: Mapped[str] = mapped_column(String(100), default="")  # greetings ("Dear Amira")
     role: Mapped[str] = mapped_column(String(100), default="")
     start_date: Mapped[dt.date | None] = mapped_column(Date)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)  # roster groups, e.g. "teaching"
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
@@ -152,7 +154,9 @@ class Confirmation(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     recorded_by: Mapped[str | None] = mapped_column(String(320))
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # a paper sign-off's note: the office's own
+    signed_on: Mapped[dt.date | None] = mapped_column(Date)  # paper: the date on the form
+    paper_kept: Mapped[str | None] = mapped_column(String(200))  # paper: where the form is kept
     policy_version: Mapped[PolicyVersion] = relationship()
 
 
