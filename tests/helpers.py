@@ -1,5 +1,6 @@
 """Helpers shared by test modules: what a person does with an email, and reading one; starting
-`signoff serve` and the scheduler as processes and talking to them."""
+`signoff serve` and the scheduler as processes and talking to them; a person's first name and a
+config's contact line, set for a story."""
 
 from __future__ import annotations
 
@@ -102,3 +103,31 @@ def serve(config: Path, *args: str) -> tuple[subprocess.Popen, Path, str]:
     base = f"http://127.0.0.1:{port}"
     poll(lambda: get(base + "/healthz")[0] == 200, "/healthz to answer 200", proc, log)
     return proc, log, base
+
+
+def set_first_name(config: Path, email: str, first_name: str) -> None:
+    """Give someone on the roster a first name ("" for none), straight in the database."""
+    from sqlalchemy import update
+
+    from workflow.db import Database
+    from workflow.models import Staff
+
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.write() as session:
+            session.execute(update(Staff).where(Staff.email == email)
+                            .values(first_name=first_name))
+    finally:
+        db.dispose()
+
+
+CONTACT = "Questions? Ask Mrs Patel in the school office."
+
+
+def with_contact(config: Path, contact: str = CONTACT) -> Path:
+    """The config at `config` with a [setting] contact line."""
+    text = config.read_text()
+    assert "\n[head_teacher]" in text
+    config.write_text(text.replace("\n[head_teacher]", f'contact = "{contact}"\n\n[head_teacher]',
+                                   1))
+    return config

@@ -114,6 +114,15 @@ def test_evidence_is_the_people_each_cycle_asked(setup, cli, smtp, tmp_path):
 
         _, rows, page = console.look("2027-09-10 12:00", 2026)
         assert sorted(rows) == ["amira@example.org", "ben@example.org", "chloe@example.org"]
+        # Last year's counts: Chloe's confirmation counts though she has left; Ben, who left
+        # without confirming, is listed apart and is not "not confirmed".
+        lead = " ".join(page[page.index('id="evidence-counts"'):].split("</p>")[0].split())
+        assert "1 confirmed, 0 exempt, 1 not confirmed (1 overdue)." in lead
+        assert "Not counted: 1 person asked this cycle who has since left" in lead
+        gone = page[page.index("<h2>Asked, then left without confirming</h2>"):]
+        assert "Ben Lewis &lt;ben@example.org&gt; (no longer active)" in gone
+        not_confirmed = page[page.index("<h2>Not confirmed</h2>"):page.index("<h2>Asked, then")]
+        assert "Amira Khan" in not_confirmed and "Ben Lewis" not in not_confirmed
         assert rows["chloe@example.org"]["status"] == "confirmed"
         assert rows["amira@example.org"]["status"] == "pending"
         assert {r["version"] for r in rows.values()} == {TEXT_2026}

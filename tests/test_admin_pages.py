@@ -105,7 +105,8 @@ def test_evidence_page_and_csv_export(admin, app, smtp):
     post(admin, f"/admin/people/{sid}/social-media/exempt", {"reason": "Maternity leave"},
          prefix="social-media-exempt")
     sid = staff_id(app, "chloe@example.org")
-    post(admin, f"/admin/people/{sid}/social-media/paper", {"reason": "Signed in the office"},
+    post(admin, f"/admin/people/{sid}/social-media/paper",
+         {"signed_on": "2026-09-01", "kept": "Staff file", "note": "Signed in the office"},
          prefix="social-media-paper")
     with app.extensions["signoff"].db.read() as session:
         cycle = session.scalars(select(Cycle)).one()
@@ -115,7 +116,9 @@ def test_evidence_page_and_csv_export(admin, app, smtp):
     assert f"/admin/evidence/{cycle.id}" in listing
     page = admin.get(f"/admin/evidence/{cycle.id}").get_data(as_text=True)
     assert version.sha256 in page
-    assert "self (online)" in page and f"paper, recorded by {ADMIN}: Signed in the office" in page
+    assert "self (online)" in page
+    assert (f"paper, recorded by {ADMIN}, signed 1 Sep 2026, kept in Staff file: "
+            "Signed in the office") in page
     assert "Maternity leave" in page and "Nobody: everyone asked has confirmed or is exempt" in page
 
     export = admin.get(f"/admin/evidence/{cycle.id}/export.csv")
@@ -128,6 +131,16 @@ def test_evidence_page_and_csv_export(admin, app, smtp):
     assert rows["ben@example.org"]["status"] == "exempt"
     assert rows["ben@example.org"]["exempt_reason"] == "Maternity leave"
     assert rows["chloe@example.org"]["method"] == "paper"
+    # A paper sign-off's evidence, in columns after every earlier one.
+    header = export.get_data(as_text=True).splitlines()[0].split(",")
+    assert header[-8:] == ["method", "ip_address", "user_agent", "exempt_reason", "recorded_by",
+                           "signed_on", "paper_kept", "note"]
+    chloe = rows["chloe@example.org"]
+    assert (chloe["recorded_by"], chloe["signed_on"], chloe["paper_kept"], chloe["note"]) == (
+        ADMIN, "2026-09-01", "Staff file", "Signed in the office")
+    amira = rows["amira@example.org"]
+    assert (amira["recorded_by"], amira["signed_on"], amira["paper_kept"], amira["note"]) == (
+        "", "", "", "")
     assert admin.get("/admin/evidence/9999").status_code == 404
 
 

@@ -3,10 +3,15 @@ anything is written. Bad input gets a message in the page and changes nothing.""
 
 from __future__ import annotations
 
+import io
+import re
+from pathlib import Path
+
 from sqlalchemy import func, select
 
-from admin_helpers import (ADMIN, admin, app, clock, console, post, staff_id, upload,  # noqa: F401
-                           upload_id)
+from admin_helpers import (ADMIN, admin, app, clock, console, csrf, post, staff_id,  # noqa: F401
+                           upload, upload_id)
+from helpers import flat
 from workflow.models import Event, Staff
 
 
@@ -31,7 +36,8 @@ def test_list_search_and_sort(admin, app):
 
 def test_status_sort_puts_the_unconfirmed_first(admin, app):
     sid = staff_id(app, "chloe@example.org")
-    post(admin, f"/admin/people/{sid}/social-media/paper", {"reason": "paper"},
+    post(admin, f"/admin/people/{sid}/social-media/paper",
+         {"signed_on": "2026-09-01", "kept": "Staff file"},
          prefix="social-media-paper")
     page = admin.get("/admin/people?sort=status").get_data(as_text=True)
     table = page[page.index("<tbody>"):]
@@ -140,3 +146,72 @@ def _token(client):
     from admin_helpers import csrf
 
     return csrf(client)
+
+
+ROSTERS = Path(__file__).parent / "rosters"
+
+
+def test_an_mis_export_previews_with_its_columns_named_and_applies(admin, app):
+    preview = upload(admin, (ROSTERS / "mis_export.csv").read_bytes(), "mis_export.csv")
+    text = flat(preview.get_data(as_text=True))
+    assert preview.status_code == 200, text
+    assert "email from “Email Address”" in text and "Ignored: “Staff ID”, “Title”, “Phone”" in text
+    assert "1 added" in text and "0 made inactive" in text
+    assert post(admin, "/admin/people/upload/apply",
+                {"upload": upload_id(preview)}).status_code == 303
+    assert _people(app)["dana@example.org"].first_name == "Dana"
+
+
+def test_known_as_and_groups_are_edited_on_the_person_form(admin, app):
+    sid = staff_id(app, "ben@example.org")
+    saved = post(admin, f"/admin/people/{sid}/edit", {
+        "name": "Benjamin Lewis", "first_name": "Ben", "email": "ben@example.org",
+        "role": "Room Leader", "groups": "teaching;  First Aid; teaching", "active": "y"})
+    assert saved.status_code == 303
+    ben = _people(app)["ben@example.org"]
+    assert (ben.name, ben.first_name, ben.groups) == ("Benjamin Lewis", "Ben",
+                                                       ["teaching", "First Aid"])
+    page = flat(admin.get(f"/admin/people/{sid}").get_data(as_text=True))
+    assert "Known as Ben" in page and "Groups teaching; First Aid" in page
+    form = admin.get(f"/admin/people/{sid}/edit").get_data(as_text=True)
+    assert 'value="teaching; First Aid"' in form
+
+
+def test_the_whole_staff_list_box_lists_who_would_be_made_inactive_first(admin, app):
+    response = admin.post("/admin/people/upload", data={
+        "csrf_token": csrf(admin), "full": "y",
+        "file": (io.BytesIO((ROSTERS / "mis_export.csv").read_bytes()), "mis_export.csv")},
+        content_type="multipart/form-data")
+    text = flat(response.get_data(as_text=True))
+    assert response.status_code == 200, text
+    assert "as the whole staff list" in text
+    assert text.index("Made inactive: not in the staff list") < text.index("Added")
+    assert "Chloe Evans chloe@example.org" in text and _people(app)["chloe@example.org"].active
+    assert post(admin, "/admin/people/upload/apply",
+                {"upload": upload_id(response)}).status_code == 303
+    assert not _people(app)["chloe@example.org"].active
+
+
+def test_unknown_headings_are_chosen_in_the_console_then_previewed(admin, app):
+    asked = upload(admin, (ROSTERS / "unknown_headings.csv").read_bytes(), "unknown.csv")
+    text = flat(asked.get_data(as_text=True))
+    assert asked.status_code == 400 and "Which column is which?" in text
+    assert "no column for email or name" in text and "Person" in text
+    which = re.search(r'name="upload" type="hidden" value="(\d+)"', asked.get_data(as_text=True))
+    chosen = post(admin, "/admin/people/upload/columns", {
+        "upload": which[1], "name": "0", "email": "1", "role": "2"})
+    text = flat(chosen.get_data(as_text=True))
+    assert chosen.status_code == 200, text
+    assert "1 added" in text and "role: Practitioner → Nursery Practitioner" in text
+    assert post(admin, "/admin/people/upload/apply",
+                {"upload": upload_id(chosen)}).status_code == 303
+    assert _people(app)["dana@example.org"].role == "Cook"
+
+
+def test_the_overdue_filter_shows_only_overdue_people(admin, app):
+    page = flat(admin.get("/admin/people?status=confirmed").get_data(as_text=True))
+    assert "0 of 3 people confirmed" in page and "Amira Khan" not in page
+    assert "3 of 3 people pending" in flat(admin.get("/admin/people?status=pending")
+                                           .get_data(as_text=True))
+    odd = admin.get("/admin/people?status=nonsense")
+    assert odd.status_code == 200 and "Amira Khan" in odd.get_data(as_text=True)

@@ -62,25 +62,84 @@ def test_exempt_needs_a_reason_and_then_stops_reminders(admin, app, cli, console
     assert not smtp.inbox.to("ben@example.org") and smtp.inbox.to("amira@example.org")
 
 
+PAPER = {"signed_on": "2026-08-28",  # before the cycle opened: the form went round early
+         "kept": "Staff file, office cabinet", "note": "Signed the paper copy in the office"}
+
+
 def test_paper_sign_off_is_stored_as_paper_never_as_self(admin, app, smtp):
     link = link_in(smtp.inbox.to("chloe@example.org")[0])
-    assert _act(admin, app, "chloe@example.org", "paper", reason="").status_code == 400
-    done = _act(admin, app, "chloe@example.org", "paper", reason="Signed the paper copy in the office")
+    done = _act(admin, app, "chloe@example.org", "paper", **PAPER)
     assert done.status_code == 303
     with app.extensions["signoff"].db.read() as session:
         conf = session.scalars(select(Confirmation)).one()
     assert conf.method == "paper" and conf.recorded_by == ADMIN
+    assert conf.signed_on == dt.date(2026, 8, 28)
+    assert conf.paper_kept == "Staff file, office cabinet"
     assert conf.reason == "Signed the paper copy in the office" and conf.ip_address is None
     event, = _events(app, "confirmed")
     assert event.actor == ADMIN and event.detail["method"] == "paper"
+    assert event.detail["signed_on"] == "2026-08-28"
+    assert event.detail["paper_kept"] == "Staff file, office cabinet"
+    assert event.detail["reason"] == "Signed the paper copy in the office"
     # The person's own page says the office recorded it, and when; the office's note is its own.
     own = flat(app.test_client().get(link[len("http://signoff.test"):]).get_data(as_text=True))
     assert "The office recorded this for you, from your signed paper form." in own
     assert "on Wednesday 2 September 2026 at 10:00" in own
-    assert "Signed the paper copy" not in own
-    again = _act(admin, app, "chloe@example.org", "paper", reason="twice")
+    assert "Signed the paper copy" not in own and "office cabinet" not in own
+    again = _act(admin, app, "chloe@example.org", "paper", **{**PAPER, "note": "twice"})
     assert again.status_code == 409
     assert "already confirmed" in again.get_data(as_text=True)
+
+
+def test_the_person_page_shows_who_recorded_a_paper_sign_off_when_signed_and_where_kept(
+        admin, app):
+    done = _act(admin, app, "chloe@example.org", "paper", **PAPER)
+    page = admin.get(done.headers["Location"]).get_data(as_text=True)
+    details = {flat(dt_): flat(dd) for dt_, dd in
+               re.findall(r"<dt>(.*?)</dt>\s*<dd[^>]*>(.*?)</dd>", page, re.S)}
+    assert details["How"] == f"paper sign-off recorded by {ADMIN}"
+    assert details["Date signed"] == "Friday 28 August 2026"
+    assert details["Paper form kept"] == "Staff file, office cabinet"
+    assert details["Note"] == "Signed the paper copy in the office"
+    history = flat(page[page.index('id="history"'):])
+    assert ("confirmed (paper, signed Friday 28 August 2026, kept in Staff file, office cabinet): "
+            "Signed the paper copy in the office") in history
+
+
+def test_a_paper_sign_off_without_a_note_is_fine(admin, app):
+    done = _act(admin, app, "chloe@example.org", "paper", **{**PAPER, "note": "  "})
+    assert done.status_code == 303
+    with app.extensions["signoff"].db.read() as session:
+        conf = session.scalars(select(Confirmation)).one()
+    assert conf.reason is None and conf.paper_kept == "Staff file, office cabinet"
+    assert "Note" not in admin.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_paper_sign_off_needs_the_date_signed_not_in_the_future_and_where_it_is_kept(admin, app):
+    field = "social-media-paper-"
+    for change, name, message in (
+            ({"signed_on": ""}, "signed_on", "Enter the date the form was signed."),
+            ({"signed_on": "28/08/2026"}, "signed_on", "Not a valid date"),
+            ({"signed_on": "2026-09-03"}, "signed_on", "The date signed cannot be in the future."),
+            ({"kept": "  "}, "kept", "Say where the signed form is kept"),
+            ({"kept": "x" * 201}, "kept", "Keep where it is kept under 200 characters."),
+            ({"note": "x" * 501}, "note", "Keep the note under 500 characters.")):
+        response = _act(admin, app, "chloe@example.org", "paper", **{**PAPER, **change})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 400, change
+        # The message is by its field, and the field says so to a screen reader.
+        error = re.search(rf'<p class="error" id="({field}{name}-error-1)">([^<]*)</p>', page)
+        assert error and message in error.group(2), (change, page)
+        box = re.search(rf'<(?:input|textarea)[^>]*id="{field}{name}"[^>]*>', page).group(0)
+        assert 'aria-invalid="true"' in box and error.group(1) in box, box
+        assert "Nothing was changed" in page
+    with app.extensions["signoff"].db.read() as session:
+        assert session.scalars(select(Confirmation)).all() == []
+    assert _events(app, "confirmed") == []
+    assert _request(app, "chloe@example.org").closed_at is None
+    # The day it is today is not the future.
+    assert _act(admin, app, "chloe@example.org", "paper",
+                **{**PAPER, "signed_on": "2026-09-02"}).status_code == 303
 
 
 def test_resend_queues_a_fresh_link_the_next_tick_sends(admin, app, cli, console, smtp):
@@ -133,8 +192,10 @@ def test_extend_due_date_moves_overdue_and_refuses_bad_dates(admin, app):
     done = _act(admin, app, "ben@example.org", "extend", due="2026-10-30", reason="Back from leave")
     assert done.status_code == 303
     req = _request(app, "ben@example.org")
-    assert req.overdue_at == req.due_extended_to and req.overdue_at > before
-    assert req.overdue_at.astimezone().date().isoformat() == "2026-10-30"
+    assert req.due_extended_to.astimezone(ZoneInfo("Europe/London")).date() == dt.date(2026, 10, 30)
+    # Overdue from the start of the day after the new date (GMT by then), not on it.
+    assert req.overdue_at == dt.datetime(2026, 10, 31, tzinfo=ZoneInfo("Europe/London"))
+    assert req.overdue_at > before
     event, = _events(app, "due_extended")
     assert event.actor == ADMIN and event.detail == {"due": "2026-10-30", "reason": "Back from leave"}
     assert "until Friday 30 October 2026" in admin.get(done.headers["Location"]).get_data(as_text=True)
@@ -142,8 +203,8 @@ def test_extend_due_date_moves_overdue_and_refuses_bad_dates(admin, app):
 
 def test_extend_refuses_a_date_not_later_than_the_current_due_date(admin, app):
     before = _request(app, "ben@example.org")
-    due = before.overdue_at.astimezone(ZoneInfo("Europe/London")).date()
-    assert due == dt.date(2026, 9, 22)  # 21 days after the first reminder
+    # Asked to confirm by 22 September, 21 days after the first reminder: overdue from the 23rd.
+    assert before.overdue_at == dt.datetime(2026, 9, 23, tzinfo=ZoneInfo("Europe/London"))
     for value in ("2026-09-15", "2026-09-22"):  # after today, but not after their due date
         response = _act(admin, app, "ben@example.org", "extend", due=value)
         page = response.get_data(as_text=True)

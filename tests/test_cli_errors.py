@@ -4,6 +4,7 @@ not click's three-line Usage / Try / Error block; `--help` and a bare group stil
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from conftest import run_signoff
 
@@ -42,6 +43,20 @@ def test_other_usage_mistakes_say_where_to_look(setup, cli):
     _one_line(cli("--colour", "tick", config=config), "No such option '--colour'", " --help`")
 
 
+def test_a_database_from_another_version_says_to_run_init(setup, cli):
+    config = setup()
+    from workflow import config as config_mod
+    from workflow.db import Database
+
+    db = Database(config_mod.load(config).database.url)
+    with db.write() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+    db.dispose()
+    result = cli("report", config=config)
+    assert result.exit_code == 2
+    assert "is from another version of signoff: run `signoff init` to upgrade it" in result.stderr
+
+
 def test_help_still_works(tmp_path, cli):
     config = tmp_path / "signoff.toml"  # need not exist: help reads no config
     top = cli("--help", config=config)
@@ -62,3 +77,25 @@ def test_one_line_from_the_real_command(setup):
     assert missing.returncode == 2
     assert missing.stderr.strip() == ("signoff: Missing argument 'EMAIL'. "
                                       "(see `signoff admin remove --help`)")
+
+
+def _imported(config, *args: str) -> set[str]:
+    """The top-level packages `signoff <args>` imports, from Python's own -X importtime."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "workflow", *args],
+                          capture_output=True, text=True, cwd=config.parent, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0]
+            for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_quick_commands_leave_the_web_and_mail_stacks_unimported(setup):
+    """What makes `--version` and `report` start in a fraction of a second (bench/startup.py)."""
+    config = setup()
+    heavy = {"flask", "flask_mail", "flask_wtf", "flask_login", "jinja2", "waitress",
+             "werkzeug", "apscheduler", "alembic", "markdown_it"}
+    assert not _imported(config, "--version") & (heavy | {"sqlalchemy", "holidays"})
+    assert not _imported(config, "--help") & (heavy | {"sqlalchemy", "holidays"})
+    assert not _imported(config, "--config", str(config), "report") & heavy

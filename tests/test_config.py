@@ -25,6 +25,7 @@ def test_example_config_is_valid_as_shipped_from_any_cwd(monkeypatch, tmp_path):
     assert policy.file.is_file()
     assert len(policy.statements) >= 3
     assert loaded.setting.timezone.key == "Europe/London"
+    assert loaded.setting.contact == "Questions? Ask the school office."
     assert loaded.schedule.annual_open == (9, 1)
     assert loaded.schedule.send_time == dt.time(8, 0)
     assert loaded.schedule.reminder_after_days == (7, 14)
@@ -129,6 +130,14 @@ BAD = [
      "statements = []", ["[policy 1] statements"]),
     ('slug = "social-media"', 'slug = "Social Media"', ["[policy 1] slug"]),
     ("interval_seconds = 300", "interval_seconds = 1", ["[scheduler] interval_seconds"]),
+    ('base_url = "http://signoff.test"',
+     'base_url = "http://signoff.test"\ncontact = "' + "x" * 201 + '"',
+     ["[setting] contact", "200 characters"]),
+    ('base_url = "http://signoff.test"',
+     'base_url = "http://signoff.test"\ncontact = "Ask\\nthe office"',
+     ["[setting] contact", "one line"]),
+    ('base_url = "http://signoff.test"', 'base_url = "http://signoff.test"\ncontact = 42',
+     ["[setting] contact"]),
 ]
 
 
@@ -154,6 +163,15 @@ def test_missing_policy_table(tmp_path, cli):
     text = path.read_text()
     path.write_text(text[:text.index("[[policy]]")])
     _one_line_exit_2(cli("init", config=path), str(path), "policy")
+
+
+def test_contact_is_optional_and_up_to_200_characters(tmp_path):
+    assert config.load(_write(tmp_path)).setting.contact is None
+    for given, kept in (('"  Questions? Ask the office. "', "Questions? Ask the office."),
+                        ('""', None), ('"' + "x" * 200 + '"', "x" * 200)):
+        path = _write(tmp_path, 'base_url = "http://signoff.test"',
+                      f'base_url = "http://signoff.test"\ncontact = {given}')
+        assert config.load(path).setting.contact == kept
 
 
 def test_missing_required_key(tmp_path, cli):

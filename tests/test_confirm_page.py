@@ -19,7 +19,8 @@ import time_machine
 from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
-from conftest import at, free_port, hidden_fields, link_in
+from conftest import at, free_port, hidden_fields, initialise, link_in, write_config
+from helpers import CONTACT, flat, set_first_name, with_contact
 
 STATEMENTS = ["I have re-read the policy.", "No child or parent is my online friend or follower."]
 OTHERS = ("Ben Lewis", "ben@example.org", "Chloe Evans", "chloe@example.org")
@@ -100,7 +101,7 @@ def test_page_shows_the_policy_the_person_and_every_statement(app, links):
     assert "<h3>6. Security checklist summary</h3>" in html  # rendered from the Markdown
     assert html.count("<h1>") == 1  # the policy's own headings sit under the page's title
     assert "<em>friend</em>" in html
-    assert "Amira Khan" in html
+    assert "Hello Amira" in flat(html)
     for index, statement in enumerate(STATEMENTS):
         assert f'<input type="checkbox" id="s{index}" name="s{index}"' in html
         assert f'<label for="s{index}">{statement}</label>' in html
@@ -123,18 +124,48 @@ def test_post_without_csrf_token_is_refused_politely(app, links):
     assert evidence(app)[0] == []
 
 
-def test_post_with_a_statement_unticked_keeps_the_ticks_and_records_nothing(app, cli, links):
+def checkbox(html: str, index: int) -> str:
+    """The <input> tag of statement `index`'s tick box."""
+    return re.search(rf'<input type="checkbox" id="s{index}"[^>]*>', html).group(0)
+
+
+def test_a_missed_box_is_marked_by_the_boxes_and_focused_and_the_ticked_one_stays_ticked(
+        app, cli, links):
     client = app.test_client()
     form = hidden_fields(client.get(links["amira"]).get_data(as_text=True))
     response = client.post(links["amira"], data={**form, "s0": "y"})
     assert response.status_code == 400
     assert_friendly(response, "Please tick every statement", "1 of 2 not ticked")
     html = response.get_data(as_text=True)
-    assert re.search(r'<input type="checkbox" id="s0" name="s0" value="y" checked>', html)
-    assert re.search(r'<input type="checkbox" id="s1" name="s1" value="y">', html)
+    # The error is by the boxes, not at the top of the page six screens above them.
+    error = re.search(r'<p class="error" id="([^"]+)">([^<]*)</p>', html)
+    assert "1 of 2 not ticked" in error.group(2)
+    assert html.index("</article>") < html.index("<legend>") < error.start() \
+        < html.index('id="s0"')
+    assert "not ticked" not in html[:html.index("</article>")]
+    ticked_box, missed_box = checkbox(html, 0), checkbox(html, 1)
+    assert " checked" in ticked_box and "aria-invalid" not in ticked_box
+    assert "autofocus" not in ticked_box
+    assert " checked" not in missed_box and 'aria-invalid="true"' in missed_box
+    assert f'aria-describedby="{error.group(1)}"' in missed_box
+    assert " autofocus" in missed_box
+    assert re.search(r'<div class="tick invalid">\s*' + re.escape(missed_box), html)
     confirmations, events = evidence(app)
     assert confirmations == [] and "confirmed" not in events
     assert report_status(cli, "amira@example.org") == "pending"
+
+
+def test_with_no_box_ticked_both_are_marked_and_the_first_is_focused(app, links):
+    client = app.test_client()
+    form = hidden_fields(client.get(links["amira"]).get_data(as_text=True))
+    response = client.post(links["amira"], data=form)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "2 of 2 not ticked" in html
+    first, second = checkbox(html, 0), checkbox(html, 1)
+    assert 'aria-invalid="true"' in first and 'aria-invalid="true"' in second
+    assert " autofocus" in first and "autofocus" not in second
+    assert html.count("autofocus") == 1
 
 
 def test_confirming_records_the_evidence_once_and_a_repeat_keeps_the_first(app, cli, links, clock):
@@ -225,7 +256,7 @@ def test_each_email_has_its_own_link_and_the_first_still_works(app, cli, smtp, l
     followup = urlsplit(link_in(smtp.inbox.to("amira@example.org")[-1])).path
     assert followup != links["amira"]
     client = app.test_client()
-    assert "Amira Khan" in client.get(followup).get_data(as_text=True)
+    assert "Hello Amira" in flat(client.get(followup).get_data(as_text=True))
     page = client.get(links["amira"])
     assert page.status_code == 200
     form = hidden_fields(page.get_data(as_text=True))
@@ -278,3 +309,100 @@ def test_over_real_http_scanners_change_nothing_and_the_form_records_ip_and_agen
     assert confirmation.ip_address == "127.0.0.1"
     assert confirmation.user_agent == "Phone Browser 1.0"
     assert report_status(cli, "ben@example.org") == "confirmed"
+
+
+def test_the_policy_title_is_shown_once_and_the_version_code_never(app, links):
+    from workflow.models import PolicyVersion
+
+    with app.extensions["signoff"].db.read() as session:
+        sha = session.scalars(select(PolicyVersion.sha256)).one()
+    client = app.test_client()
+    pages = [client.get(links["amira"])]
+    form = hidden_fields(pages[0].get_data(as_text=True))
+    pages.append(client.post(links["amira"], data={**form, "s0": "y"}))
+    assert client.post(links["amira"], data={**form, "s0": "y", "s1": "y"}).status_code == 303
+    pages.append(client.get(links["amira"]))  # the confirmed page
+    for page in pages:
+        html = page.get_data(as_text=True)
+        main = flat(html[html.index("<main"):])  # what the page shows, not its <title>
+        assert main.count("Use of Social Media Policy") == 1, main[:300]
+        assert sha[:12] not in main and "version" not in main.lower()
+    assert "You confirmed the Use of Social Media Policy" in flat(pages[-1].get_data(as_text=True))
+    (confirmation,), _ = evidence(app)
+    assert confirmation.version_sha256 == sha  # the evidence keeps it
+
+
+def test_the_page_greets_the_person_by_their_first_name(app, links):
+    config = Path(app.extensions["signoff"].config.path)
+    set_first_name(config, "ben@example.org", "")  # none known: their name in full
+    assert "Hello Ben Lewis." in flat(app.test_client().get(links["ben"]).get_data(as_text=True))
+    set_first_name(config, "amira@example.org", "Amira")
+    client = app.test_client()
+    page = client.get(links["amira"])
+    assert "Hello Amira." in flat(page.get_data(as_text=True))
+    assert "Amira Khan" not in page.get_data(as_text=True)
+    form = hidden_fields(page.get_data(as_text=True))
+    assert client.post(links["amira"], data={**form, "s0": "y", "s1": "y"}).status_code == 303
+    done = flat(client.get(links["amira"]).get_data(as_text=True))
+    assert "Thank you, Amira" in done and "Amira Khan" not in done
+
+
+def test_someone_excused_is_told_so_by_their_first_name(app, links):
+    set_first_name(Path(app.extensions["signoff"].config.path), "ben@example.org", "Ben")
+    _exempt(app, "ben@example.org")
+    page = app.test_client().get(links["ben"])
+    assert page.status_code == 200
+    text = flat(page.get_data(as_text=True))
+    assert "Ben, you have been excused" in text and "Ben Lewis" not in text
+
+
+def _exempt(app, email: str) -> None:
+    from workflow.models import Request, Staff
+
+    with app.extensions["signoff"].db.write() as session:
+        staff = session.scalars(select(Staff.id).where(Staff.email == email)).one()
+        session.execute(update(Request).where(Request.staff_id == staff)
+                        .values(exempt_at=at("2026-09-02 09:00"), exempt_reason="On leave",
+                                closed_at=at("2026-09-02 09:00")))
+
+
+@pytest.mark.parametrize("contact", [CONTACT, None], ids=["contact set", "no contact"])
+def test_the_contact_line_is_on_every_staff_page_when_set_and_nowhere_when_not(
+        tmp_path, db_url, smtp, cli, clock, contact):
+    from workflow import config as config_mod
+    from workflow import tokens
+    from workflow.app import create_app
+    from workflow.models import Link
+
+    config = write_config(tmp_path, db_url, smtp.port)
+    if contact:
+        with_contact(config, contact)
+    initialise(cli, config)
+    assert cli("tick", "--at", "2026-09-01T08:00+01:00", config=config).exit_code == 0
+    links = {m["To"].addresses[0].addr_spec.split("@")[0]: urlsplit(link_in(m)).path
+             for m in smtp.inbox.messages}
+    app = create_app(config_mod.load(config))
+    try:
+        client = app.test_client()
+        _exempt(app, "ben@example.org")
+        with app.extensions["signoff"].db.write() as session:
+            session.execute(update(Link).where(
+                Link.token_sha256 == tokens.digest(links["chloe"].rsplit("/", 1)[1]))
+                .values(revoked_at=at("2026-09-02 09:00")))
+        pages = {"the confirmation page": client.get(links["amira"])}
+        form = hidden_fields(pages["the confirmation page"].get_data(as_text=True))
+        pages["a missed box"] = client.post(links["amira"], data={**form, "s0": "y"})
+        client.post(links["amira"], data={**form, "s0": "y", "s1": "y"})
+        pages["the confirmed page"] = client.get(links["amira"])
+        pages["nothing to do"] = client.get(links["ben"])
+        pages["gone"] = client.get(links["chloe"])
+        pages["not found"] = client.get("/c/" + "x" * 43)
+        assert [p.status_code for p in pages.values()] == [200, 400, 200, 200, 410, 404]
+        for what, page in pages.items():
+            text = flat(page.get_data(as_text=True))
+            assert text.count(CONTACT) == (1 if contact else 0), what
+            assert "None" not in text, what
+        # The console is the office's own: no line telling them to ask the office.
+        assert CONTACT not in client.get("/admin/login").get_data(as_text=True)
+    finally:
+        app.extensions["signoff"].db.dispose()

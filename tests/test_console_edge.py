@@ -129,7 +129,7 @@ def test_what_signoff_creates_is_readable_by_its_own_user_only(tmp_path, db_url,
     url = "sqlite:///instance/signoff.db" if db_url.startswith("sqlite") else db_url
     config = write_config(tmp_path / "setting", url, smtp.port)
     (config.parent / "staff.csv").write_text(ROSTER)
-    for command in (["init"], ["staff", "import", "staff.csv"]):
+    for command in (["init"], ["staff", "import", "staff.csv"], ["tick"]):
         done = run_signoff(*command, config=config)
         assert done.returncode == 0, done.stderr
     instance = config.parent / "instance"

@@ -127,27 +127,32 @@ def test_whole_cycle_from_the_opening(story, make_app):
                                           ("chloe@example.org", "followup")]
     assert s.tick("2026-09-17 08:00") == [("dan@example.org", "followup")]
 
-    # 21 days after their first reminder Ben and Chloe are overdue: the first digest.
-    assert s.tick("2026-09-22 07:59") == []
-    assert s.tick("2026-09-22 08:00") == [(HEAD, "digest")]
+    # Ben and Chloe were asked to confirm by Tuesday 22 September, 21 days after their first
+    # reminder: all that day nobody is overdue; the next morning brings the first digest.
+    assert s.tick("2026-09-22 08:00") == []
+    assert s.tick("2026-09-22 23:59") == []
+    assert s.tick("2026-09-23 08:00") == [(HEAD, "digest")]
     first_digest = s.last(HEAD, "digest").get_body(("plain",)).get_content()
     assert "Ben Lewis <ben@example.org>" in first_digest
     assert "Chloe Evans <chloe@example.org>" in first_digest
     for absent in ("amira@", "dan@", "eve@", "frank@", "Frank"):
         assert absent not in first_digest
     assert "2 people are overdue" in first_digest
-    assert ("Ben Lewis <ben@example.org> — Use of Social Media Policy: 21 days outstanding, "
-            "3 reminders sent") in first_digest
+    assert ("Ben Lewis <ben@example.org>, Room Leader — Use of Social Media Policy: asked to "
+            "confirm by Tuesday 22 September 2026, 1 day past, 3 reminders sent") in first_digest
 
     assert s.tick("2026-09-24 08:00") == [("dan@example.org", "followup")]
-    assert s.tick("2026-09-28 08:00") == []
-    assert s.tick("2026-09-29 08:00") == [(HEAD, "digest")]  # weekly while anyone is overdue
+    assert s.tick("2026-09-29 08:00") == []
+    assert s.tick("2026-09-30 08:00") == [(HEAD, "digest")]  # weekly while anyone is overdue
 
+    # Dan was asked (on 10 September) to confirm by Thursday 1 October.
+    assert "by 1 October" in s.last("dan@example.org", "followup")["Subject"]
     confirm(app, link_in(s.last("ben@example.org", "followup")), "2026-09-30 18:00")
-    assert s.tick("2026-10-01 08:00") == []  # Dan is overdue now, but the digest is weekly
+    assert s.tick("2026-10-02 08:00") == []  # Dan is overdue now, but the digest is weekly
     assert s.tick("2026-10-05 07:59") == []
     assert s.tick("2026-10-05 08:00") == [("eve@example.org", "reminder")]  # her first day
-    assert s.tick("2026-10-06 08:00") == [(HEAD, "digest")]
+    assert s.tick("2026-10-06 08:00") == []
+    assert s.tick("2026-10-07 08:00") == [(HEAD, "digest")]
     third_digest = s.last(HEAD, "digest").get_body(("plain",)).get_content()
     assert "Chloe Evans <chloe@example.org>" in third_digest
     assert "Dan Price <dan@example.org>" in third_digest
@@ -173,7 +178,7 @@ def test_whole_cycle_from_the_opening(story, make_app):
         assert old.status_code == 410
         assert "2026 review" in old.text and "newest email" in old.text
         fresh = client.get(urlsplit(new_link).path)
-        assert fresh.status_code == 200 and "Amira Khan" in fresh.text
+        assert fresh.status_code == 200 and "Hello Amira." in fresh.text
         assert "You confirmed" not in fresh.text
 
 
@@ -194,9 +199,12 @@ def test_followups_and_digest_move_off_weekends_and_bank_holidays(story):
     assert s.tick("2026-09-05 08:00") == []  # Saturday
     assert s.tick("2026-09-06 23:00") == []
     assert s.tick("2026-09-07 08:00") == [(a, "followup") for a in STAFF]
-    # Overdue after 19 days: Saturday 12 Sep, so the first digest goes on Monday 14 Sep.
+    # Asked to confirm within 19 days: by Saturday 12 Sep, which moves to Monday 14 Sep as a send
+    # would; overdue from Tuesday, when the first digest goes.
+    assert "by 14 September" in s.last("amira@example.org", "followup")["Subject"]
     assert s.tick("2026-09-12 08:00") == []
-    assert s.tick("2026-09-14 08:00") == [(HEAD, "digest")]
+    assert s.tick("2026-09-14 08:00") == []
+    assert s.tick("2026-09-15 08:00") == [(HEAD, "digest")]
 
 
 def test_an_opening_on_a_saturday_before_a_bank_holiday_waits_for_tuesday(story):
@@ -257,7 +265,7 @@ def test_plan_prints_the_timeline_sends_nothing_and_ticks_keep_to_it(story, cli)
     assert sorted(planned) == sorted(
         [(day, a, what) for what, day in expected_days.items() for a in STAFF]
         + [(day, HEAD, "head-teacher digest")
-           for day in ("2026-09-22 08:00", "2026-09-29 08:00", "2026-10-06 08:00")])
+           for day in ("2026-09-23 08:00", "2026-09-30 08:00", "2026-10-07 08:00")])
 
     category = {"first reminder": "reminder", "head-teacher digest": "digest"}
     expected = sorted((when, who, category.get(what, "followup")) for when, who, what in planned)

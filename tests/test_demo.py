@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -161,7 +162,7 @@ def test_reminder_link_opens_the_confirmation_page_and_ctrl_c_stops_everything(d
 
     status, _, confirm_page = get(link)
     assert status == 200
-    assert "Amira Khan" in confirm_page
+    assert "Hello Amira." in confirm_page
 
     children = children_of(d.process.pid)
     assert len(children) == 2  # `signoff serve` and `signoff scheduler`
@@ -179,11 +180,20 @@ def test_second_run_reuses_the_folder_and_sends_nothing_twice(demo, tmp_path):
     kept = sorted(p.name for p in (tmp_path / "demo" / "mail").glob("*.eml"))
     log = tmp_path / "demo" / "logs" / "scheduler.log"
     ticks_before = log.read_text().count("tick at")
+    # Between runs, the office makes Ben inactive (as the console's Deactivate does).
+    database = sqlite3.connect(tmp_path / "demo" / "signoff.db")
+    with database:
+        database.execute("UPDATE staff SET active = 0 WHERE email = 'ben.lewis@example.org'")
+    database.close()
 
     second = demo()
     second.wait_for(lambda: log.read_text().count("tick at") > ticks_before,
                     "the second run's first tick")
-    assert "0 added" in second.output() and "7 unchanged" in second.output()
+    assert "the roster is as you left it" in second.output() and "added" not in second.output()
+    database = sqlite3.connect(tmp_path / "demo" / "signoff.db")
+    assert database.execute("SELECT active FROM staff WHERE email = 'ben.lewis@example.org'") \
+        .fetchone() == (0,)
+    database.close()
     assert len(second.mail()) == 6  # the first run's mail, read back from its .eml files
     assert sorted(p.name for p in (tmp_path / "demo" / "mail").glob("*.eml")) == kept
     assert second.stop() == 0, second.output()

@@ -44,7 +44,7 @@ BAD_FIELD = ["\x00", "a\r\nb", "x" * 10000, "9" * 30, "-1", "", "9999-12-31", "0
 
 # Good values for a field the page leaves empty, by its name (after any "social-media-exempt-").
 GOOD = {"password": PASSWORD, "name": "Dana Walker", "role": "Cook", "reason": "On leave",
-        "due": "2026-12-01", "start_date": "2026-10-01", "q": "amira", "next": "/admin/people"}
+        "due": "2026-12-01", "start_date": "2026-10-01", "signed_on": "2026-09-01", "q": "amira", "next": "/admin/people"}
 
 ROSTER = b"name,email,role\nDana Walker,dana.walker@example.org,Cook\n"
 # What the roster upload is sent: (what it is, file name, contents).

@@ -7,8 +7,10 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from conftest import link_in
-from helpers import confirm_by_page, flat, parts
+import pytest
+
+from conftest import initialise, link_in, write_config
+from helpers import CONTACT, confirm_by_page, flat, parts, set_first_name, with_contact
 
 POLICY = "Use of Social Media Policy"
 NOTE = "Check your privacy settings are still set high."
@@ -22,6 +24,7 @@ def tick(cli, config: Path, when: str) -> None:
 
 def test_first_reminder(setup, cli, smtp):
     config = setup()
+    set_first_name(config, "amira@example.org", "Amira")
     tick(cli, config, "2026-09-01T09:00+01:00")
     assert len(smtp.inbox) == 3
     message = smtp.inbox.to("amira@example.org")[0]
@@ -39,7 +42,7 @@ def test_first_reminder(setup, cli, smtp):
     assert link.startswith("http://signoff.test/c/")
     text, html = parts(message)
     for body in (text, flat(html)):
-        assert "Dear Amira Khan" in body
+        assert "Dear Amira," in body and "Amira Khan" not in body  # greeted by first name
         assert POLICY in body
         assert "Re-read the policy" in body
         assert NOTE in body                                 # check privacy settings
@@ -63,6 +66,7 @@ def test_every_message_has_its_own_message_id_and_link(setup, cli, smtp):
 
 def test_follow_up(setup, cli, smtp):
     config = setup()
+    set_first_name(config, "ben@example.org", "Ben")
     tick(cli, config, "2026-09-01T09:00+01:00")
     tick(cli, config, "2026-09-08T09:00+01:00")
     first, follow_up = smtp.inbox.to("ben@example.org")
@@ -74,7 +78,7 @@ def test_follow_up(setup, cli, smtp):
     assert link != link_in(first)
     text, html = parts(follow_up)
     for body in (text, flat(html)):
-        assert "Dear Ben Lewis" in body
+        assert "Dear Ben," in body and "Ben Lewis" not in body
         assert "not yet had your confirmation" in body
         assert "1 September" in body  # when we first asked
         assert "Re-read the policy" in body and NOTE in body
@@ -106,7 +110,10 @@ def test_digest_lists_every_overdue_person(setup, cli, smtp):
     assert [a.addr_spec for a in alert["To"].addresses] == ["office@example.org"]
     assert "ben@example.org" in alert["Subject"] and "550 5.1.1" in parts(alert)[0]
 
+    # Asked to confirm by Tuesday 22 September: not overdue on that day, overdue the next.
     tick(cli, config, "2026-09-22T09:00+01:00")
+    assert smtp.inbox.to("head@example.org") == []
+    tick(cli, config, "2026-09-23T09:00+01:00")
     digests = smtp.inbox.to("head@example.org")
     assert len(digests) == 1
     digest = digests[0]
@@ -119,32 +126,53 @@ def test_digest_lists_every_overdue_person(setup, cli, smtp):
 
     lines = {who: next(line for line in text.splitlines() if f"{who}@example.org" in line)
              for who in ("amira", "ben")}
-    assert "Amira Khan" in lines["amira"] and "21 days outstanding" in lines["amira"]
-    assert "3 reminders sent" in lines["amira"]
-    assert "DELIVERY PROBLEM" not in lines["amira"]
-    assert "Ben Lewis" in lines["ben"] and "21 days outstanding" in lines["ben"]
-    assert "1 reminder sent" in lines["ben"]
-    assert "550 5.1.1 No such user" in lines["ben"]
+    assert lines["amira"] == ("- Amira Khan <amira@example.org>, Practitioner — Use of Social "
+                              "Media Policy: asked to confirm by Tuesday 22 September 2026, "
+                              "1 day past, 3 reminders sent")
+    assert lines["ben"].startswith("- Ben Lewis <ben@example.org>, Room Leader — ")
+    assert "1 day past, 1 reminder sent" in lines["ben"]
+    assert "DELIVERY PROBLEM: failed: 550 5.1.1 No such user" in lines["ben"]
     assert "chloe@example.org" not in text and "chloe@example.org" not in html
     assert "confirmed 1 of 3" in text
+    assert "the email address on the staff list may be wrong" in text
 
     rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    heads = [flat(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", rows[0], re.S)]
+    assert heads == ["Name", "Address", "Role", "Policy", "Asked to confirm by", "Days past",
+                     "Reminders sent", "Delivery problem"]
     cells = {m: [flat(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
              for row in rows for m in ("amira", "ben") if f"{m}@example.org" in row}
-    assert cells["amira"][:2] == ["Amira Khan", "amira@example.org"]
-    assert "21" in cells["amira"] and "3" in cells["amira"]
-    assert cells["ben"][:2] == ["Ben Lewis", "ben@example.org"]
-    assert "550 5.1.1 No such user" in cells["ben"]
+    assert cells["amira"] == ["Amira Khan", "amira@example.org", "Practitioner", POLICY,
+                              "Tue 22 Sep 2026", "1", "3", ""]
+    assert cells["ben"][:3] == ["Ben Lewis", "ben@example.org", "Room Leader"]
+    assert cells["ben"][-1] == "failed: 550 5.1.1 No such user"
     assert "confirmed 1 of 3" in flat(html)
-    assert "people have not confirmed" in digest["Subject"] or "2" in digest["Subject"]
+    assert "2 people have not confirmed the policy — 23 September 2026" in digest["Subject"]
 
     # Weekly while anyone is overdue; not again the next day.
-    tick(cli, config, "2026-09-23T09:00+01:00")
+    tick(cli, config, "2026-09-24T09:00+01:00")
     assert len(smtp.inbox.to("head@example.org")) == 1
-    tick(cli, config, "2026-09-29T09:00+01:00")
+    tick(cli, config, "2026-09-30T09:00+01:00")
     assert len(smtp.inbox.to("head@example.org")) == 2
     later, _ = parts(smtp.inbox.to("head@example.org")[1])
-    assert "28 days outstanding" in later
+    assert "asked to confirm by Tuesday 22 September 2026, 8 days past" in later
+
+
+def test_a_digest_with_no_delivery_problem_says_nothing_about_delivery(setup, cli, smtp):
+    config = setup()
+    for day in ("01", "08", "15", "23"):
+        tick(cli, config, f"2026-09-{day}T09:00+01:00")
+    text, html = parts(smtp.inbox.to("head@example.org")[0])
+    assert text.count("1 day past") == 3
+    for body in (text, flat(html)):
+        assert "DELIVERY PROBLEM" not in body.upper()
+        assert "may be wrong" not in body and "could not be delivered" not in body
+    heads = [flat(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", html, re.S)]
+    assert heads == ["Name", "Address", "Role", "Policy", "Asked to confirm by", "Days past",
+                     "Reminders sent"]
+    # The console's people page, filtered to the overdue, in both parts.
+    assert "http://signoff.test/admin/people?status=overdue" in text
+    assert 'href="http://signoff.test/admin/people?status=overdue"' in html
 
 
 def test_inactive_person_is_in_no_digest(setup, cli, smtp, tmp_path):
@@ -152,7 +180,7 @@ def test_inactive_person_is_in_no_digest(setup, cli, smtp, tmp_path):
     tick(cli, config, "2026-09-01T09:00+01:00")
     (tmp_path / "leaver.csv").write_text("name,email,active\nBen Lewis,ben@example.org,no\n")
     assert cli("staff", "import", str(tmp_path / "leaver.csv"), config=config).exit_code == 0
-    for day in ("08", "15", "22"):
+    for day in ("08", "15", "23"):
         tick(cli, config, f"2026-09-{day}T09:00+01:00")
     text, html = parts(smtp.inbox.to("head@example.org")[0])
     assert "amira@example.org" in text and "chloe@example.org" in text
@@ -181,7 +209,7 @@ def test_no_header_injection_from_roster_names(setup, cli, smtp):
                   "mallory@example.org": "Mallory Subject: hacked Cc: cc@evil.example",
                   "jo@example.org": "Smith, Jo <other@evil.example>"}
     eve = smtp.inbox.to("eve@example.org")[0]
-    assert "Dear Eve Bcc: victim@evil.example" in parts(eve)[0]
+    assert "Dear Eve" in parts(eve)[0]  # greeted, in the body only
 
 
 def test_names_with_accents_and_punctuation_reach_the_to_header_intact(setup, cli, smtp):
@@ -196,4 +224,33 @@ def test_names_with_accents_and_punctuation_reach_the_to_header_intact(setup, cl
     assert to == {"zoe@example.org": "Zoë Brown", "sian@example.org": "Siân O'Neill, Deputy",
                   "amira@example.org": "Amira Khan"}
     assert all(len(m["To"].addresses) == 1 for m in smtp.inbox.messages)
-    assert "Dear Zoë Brown" in parts(smtp.inbox.to("zoe@example.org")[0])[0]
+    assert "Dear Zoë" in parts(smtp.inbox.to("zoe@example.org")[0])[0]
+
+
+def test_someone_without_a_first_name_is_greeted_by_their_full_name(setup, cli, smtp):
+    config = setup()
+    set_first_name(config, "amira@example.org", "Amira")
+    set_first_name(config, "chloe@example.org", "")
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    for body in (parts(smtp.inbox.to("chloe@example.org")[0])[0],
+                 flat(parts(smtp.inbox.to("chloe@example.org")[0])[1])):
+        assert "Dear Chloe Evans," in body
+    assert "Dear Amira," in parts(smtp.inbox.to("amira@example.org")[0])[0]
+
+
+@pytest.mark.parametrize("contact", [CONTACT, None], ids=["contact set", "no contact"])
+def test_reminder_and_follow_up_carry_the_contact_line_when_set_and_none_when_not(
+        tmp_path, db_url, smtp, cli, contact):
+    config = write_config(tmp_path, db_url, smtp.port)
+    if contact:
+        with_contact(config, contact)
+    initialise(cli, config)
+    tick(cli, config, "2026-09-01T09:00+01:00")
+    tick(cli, config, "2026-09-08T09:00+01:00")
+    reminder, follow_up = smtp.inbox.to("amira@example.org")
+    assert "Reminder" in follow_up["Subject"] and "Reminder" not in reminder["Subject"]
+    for message in (reminder, follow_up):
+        text, html = parts(message)
+        for part in (text, flat(html)):
+            assert part.count(CONTACT) == (1 if contact else 0), part
+            assert "None" not in part

@@ -171,7 +171,7 @@ def test_permanent_refusal_fails_that_message_reports_it_and_alerts(setting, cli
     mail.inbox.add("dan@example.org", at, reply)
     assert cli("tick", "--at", "2026-09-14T09:00+01:00", config=config).exit_code == 1
 
-    cli("tick", "--at", "2026-09-22T09:00+01:00", config=config)
+    cli("tick", "--at", "2026-09-23T09:00+01:00", config=config)  # the day after Ben's date
     digest, = mail.inbox.to("head@example.org")
     body = digest.get_body(("plain",)).get_content()
     assert "ben@example.org" in body and reply in body

@@ -81,16 +81,18 @@ def test_an_opening_on_29_february_in_a_common_year_then_a_leap_year(setup, tick
 
 def test_christmas_and_the_new_year_stay_in_the_cycle_and_skip_the_holidays(setup, tick):
     # Monday 14 December 2026. +14 is Monday 28th, the Boxing Day substitute holiday, so Tuesday;
-    # overdue after 21 days is Monday 4 January 2027: the digest goes then, in the 2026 cycle.
+    # the date to confirm by, 21 days on, is Monday 4 January 2027: overdue from the next day, when
+    # the digest goes, in the 2026 cycle.
     config = setup(annual_open="12-14")
     assert tick(config, "2026-12-14 08:00") == [(a, "reminder") for a in STAFF]
     assert tick(config, "2026-12-21 08:00") == [(a, "followup") for a in STAFF]
     assert tick(config, "2026-12-28 08:00") == []
     assert tick(config, "2026-12-29 08:00") == [(a, "followup") for a in STAFF]
     assert tick(config, "2027-01-01 08:00") == []
-    assert tick(config, "2027-01-04 08:00") == [(HEAD, "digest")]
+    assert tick(config, "2027-01-04 08:00") == []
+    assert tick(config, "2027-01-05 08:00") == [(HEAD, "digest")]
     keys = [key for key, *_ in rows(config)]
-    assert "digest:2027-01-04" in keys
+    assert "digest:2027-01-05" in keys
     assert {year for *_, year in rows(config) if year is not None} == {2026}
 
 

@@ -4,6 +4,7 @@ downtime, one message a day, next checks and the head teacher's digest."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from test_calendar import D, LONDON, calendar, utc
 
@@ -112,13 +113,45 @@ def test_follow_up_over_the_bank_holiday_and_over_the_clocks_changing():
     assert planner.next_check(s, cal, utc(2026, 10, 20, 7, 0)) == utc(2026, 10, 27, 8, 0)
 
 
-def test_overdue_counted_from_the_first_reminder():
+def test_overdue_from_the_day_after_the_date_to_confirm_by():
     cal = calendar()
-    assert planner.overdue_at(OPENS_2026, cal) == utc(2026, 9, 22, 7, 0)
+    # Asked on 1 September to confirm by 22 September: overdue from midnight (BST) after it.
+    assert planner.due_date(OPENS_2026, cal) == D(2026, 9, 22)
+    assert planner.overdue_at(OPENS_2026, cal) == utc(2026, 9, 22, 23, 0)
     # A reminder sent late in the day still counts by its local date.
-    assert planner.overdue_at(utc(2026, 9, 1, 16, 0), cal) == utc(2026, 9, 22, 7, 0)
-    # 21 days after 10 August is the bank holiday.
-    assert planner.overdue_at(utc(2026, 8, 10, 7, 0), cal) == utc(2026, 9, 1, 7, 0)
+    assert planner.due_date(utc(2026, 9, 1, 16, 0), cal) == D(2026, 9, 22)
+    assert planner.overdue_at(utc(2026, 9, 1, 16, 0), cal) == utc(2026, 9, 22, 23, 0)
+    # 21 days after 10 August is the bank holiday: the date is the Tuesday after.
+    assert planner.due_date(utc(2026, 8, 10, 7, 0), cal) == D(2026, 9, 1)
+    assert planner.overdue_at(utc(2026, 8, 10, 7, 0), cal) == utc(2026, 9, 1, 23, 0)
+    # An admin's extension to Friday 30 October: overdue from Saturday's midnight, in GMT by then.
+    extended = cal.slot(D(2026, 10, 30))
+    assert planner.due_date(OPENS_2026, cal, extended) == D(2026, 10, 30)
+    assert planner.overdue_at(OPENS_2026, cal, extended) == utc(2026, 10, 31, 0, 0)
+    assert planner.due_date(None, cal, extended) == D(2026, 10, 30)
+    assert planner.due_date(None, cal) is None
+    # Days past the date, as the digest counts them: 1 on the day after.
+    overdue = planner.overdue_at(OPENS_2026, cal)
+    assert planner.due_date_before(overdue, cal) == D(2026, 9, 22)
+    assert planner.days_past(overdue, cal, utc(2026, 9, 23, 7, 0)) == 1
+    assert planner.days_past(overdue, cal, utc(2026, 9, 29, 7, 0)) == 7
+
+
+def test_overdue_begins_at_midnight_across_the_clock_changes():
+    # London: the date before the clocks go back (Sat 24 Oct 2026) and before they go forward
+    # (Sat 27 Mar 2027); each day begins at its own 00:00.
+    cal = calendar(working_days_only=False)
+    assert planner.overdue_at(cal.slot(D(2026, 10, 1)), cal, cal.slot(D(2026, 10, 24))) \
+        == utc(2026, 10, 24, 23, 0)  # Sunday 25 October 00:00 BST
+    assert planner.overdue_at(cal.slot(D(2027, 3, 1)), cal, cal.slot(D(2027, 3, 27))) \
+        == utc(2027, 3, 28, 0, 0)  # Sunday 28 March 00:00 GMT
+    # Where the clocks jump at midnight (Havana, 8 March 2026: 00:00 becomes 01:00), the day
+    # begins at the jump.
+    havana = calendar(ZoneInfo("America/Havana"), working_days_only=False)
+    begins = planner.overdue_at(utc(2026, 2, 1, 13, 0), havana, havana.slot(D(2026, 3, 7)))
+    assert begins == utc(2026, 3, 8, 5, 0)
+    assert havana.local_date(begins) == D(2026, 3, 8)
+    assert havana.local_date(begins - dt.timedelta(seconds=1)) == D(2026, 3, 7)
 
 
 def test_next_digest_due():
@@ -191,4 +224,4 @@ def test_the_timeline_counts_someone_overdue_only_once_their_first_reminder_is_o
     sends, overdue = timeline._sends(cal, 2026, OPENS_2026, queued, start, end)
     assert [(when, what) for when, what, _ in sends] == [
         (utc(2026, 9, 17, 7, 0), "follow-up 1"), (utc(2026, 9, 24, 7, 0), "follow-up 2")]
-    assert overdue == planner.overdue_at(start, cal) == utc(2026, 10, 1, 7, 0)
+    assert overdue == planner.overdue_at(start, cal) == utc(2026, 10, 1, 23, 0)

@@ -13,7 +13,7 @@ import time_machine
 from sqlalchemy import select
 
 from conftest import ROOT, free_port, link_in
-from helpers import confirm_by_page
+from helpers import confirm_by_page, parts
 from workflow import config as config_mod
 from workflow.app import create_app
 from workflow.models import Request, Staff
@@ -79,7 +79,7 @@ def test_a_cycle_in_the_report(setup, cli, smtp):
     confirm_by_page(config, link_in(smtp.inbox.to("chloe@example.org")[0]),
                     dt.datetime(2026, 9, 2, 10, 0, tzinfo=UTC))
     exempt(config, "ben@example.org", "On maternity leave", dt.datetime(2026, 9, 3, 9, tzinfo=UTC))
-    for day in ("08", "15", "22"):
+    for day in ("08", "15", "23"):  # the 23rd: the day after the date asked for, the digest
         tick(cli, config, f"2026-09-{day}T09:00+01:00")
     assert len(smtp.inbox.to("head@example.org")) == 1
 
@@ -134,6 +134,33 @@ def test_a_follow_up_waiting_in_the_outbox_does_not_hide_a_failure(setup, cli, s
     ben = rows(cli, config, dt.datetime(2026, 9, 8, 9, tzinfo=UTC))["ben@example.org"]
     assert ben["delivery"] == "failed: 550 5.1.1 No such user"
     assert ben["reminders_sent"] == "0"
+
+
+def test_the_report_at_the_moment_a_digest_went_counts_the_reminders_it_did(setup, cli, smtp):
+    """Amira's second follow-up is still being retried when the digest goes, and gets through
+    later that day: the digest said 2 reminders sent, and so does the report for that moment; the
+    report for the evening says 3."""
+    config = setup()
+    for day in ("01", "08"):
+        tick(cli, config, f"2026-09-{day}T09:00+01:00")
+    smtp.inbox.refuse["amira@example.org"] = "450 4.2.1 Mailbox busy, try later"
+    tick(cli, config, "2026-09-15T09:00+01:00")
+    tick(cli, config, "2026-09-23T09:00+01:00")
+    digest, = smtp.inbox.to("head@example.org")
+    said = next(line for line in parts(digest)[0].splitlines() if "amira@example.org" in line)
+    assert "2 reminders sent; DELIVERY PROBLEM: retrying: 450 4.2.1 Mailbox busy" in said
+    del smtp.inbox.refuse["amira@example.org"]
+    tick(cli, config, "2026-09-23T12:00+01:00")
+    assert len(smtp.inbox.to("amira@example.org")) == 3
+
+    then = rows(cli, config, dt.datetime(2026, 9, 23, 9, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))))
+    later = rows(cli, config, dt.datetime(2026, 9, 23, 18, tzinfo=UTC))
+    for who in ("ben", "chloe"):
+        line = next(line for line in parts(digest)[0].splitlines() if f"{who}@example.org" in line)
+        assert f"{then[f'{who}@example.org']['reminders_sent']} reminders sent" in line
+    assert then["amira@example.org"]["reminders_sent"] == "2"
+    assert later["amira@example.org"]["reminders_sent"] == "3"
+    assert later["amira@example.org"]["delivery"] == "ok"
 
 
 def test_text_report_counts_confirmed_of_everyone(setup, cli, smtp):

@@ -201,7 +201,8 @@ def test_missing_columns(setup, cli):
     config = setup()
     result, path = import_csv(cli, config, "full name,address\nZoe,zoe@example.org\n")
     assert result.exit_code == 2
-    assert f"{path}: line 1: missing column(s) name, email" in result.stderr
+    assert (f"{path}: line 1: no column for email; the columns are 'full name', 'address'"
+            in result.stderr)
     assert names_and_active(config) == START
 
 
@@ -221,3 +222,91 @@ def test_import_before_init_says_to_run_init(tmp_path, db_url, smtp, cli):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "signoff init" in lines[0]
+
+
+# --- the staff list as schools export it (real files in tests/rosters/) ------------------------
+
+ROSTERS = Path(__file__).parent / "rosters"
+
+
+def people(config: Path) -> dict[str, Staff]:
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            return {p.email: p for p in session.scalars(select(Staff))}
+    finally:
+        db.dispose()
+
+
+def test_an_mis_export_with_its_own_headings_and_extra_columns_imports(setup, cli):
+    config = setup()
+    result = cli("staff", "import", str(ROSTERS / "mis_export.csv"), config=config)
+    assert result.exit_code == 0, result.output
+    assert ("columns: first name from 'First Name', last name from 'Last Name', email from "
+            "'Email Address', role from 'Job Title', start date from 'Start Date'; "
+            "ignored: 'Staff ID', 'Title', 'Phone'") in result.output
+    assert "1 added, 2 updated, 0 made inactive" in result.output
+    stored = people(config)
+    dana = stored["dana@example.org"]
+    assert (dana.name, dana.first_name, dana.role, dana.start_date) == \
+        ("Dana Walker", "Dana", "Cook", dt.date(2026, 11, 2))
+    assert stored["amira@example.org"].start_date == dt.date(2019, 9, 1)  # 01/09/2019: DD/MM
+    assert stored["chloe@example.org"].active  # not in the file, but not a full list
+
+
+def test_an_excel_file_with_a_byte_order_mark_semicolons_and_known_as_names(setup, cli):
+    config = setup()
+    result = cli("staff", "import", str(ROSTERS / "hr_excel_semicolons.csv"), config=config)
+    assert result.exit_code == 0, result.output
+    stored = people(config)
+    assert len(stored) == 4  # AMIRA@example.org is Amira: one person
+    ben = stored["ben@example.org"]
+    assert (ben.name, ben.first_name, ben.groups) == ("Benjamin Lewis", "Ben", ["teaching"])
+    assert stored["amira@example.org"].groups == ["teaching", "first aid"]
+    chloe = stored["chloe@example.org"]
+    assert (chloe.name, chloe.first_name, chloe.role) == \
+        ("Chloé Évans", "Chloé", "Teacher; Early Years")
+    assert stored["dana@example.org"].start_date == dt.date(2026, 11, 2)
+
+
+def test_a_tab_separated_export_with_leavers_marked_inactive(setup, cli):
+    config = setup()
+    result = cli("staff", "import", str(ROSTERS / "staff_tabs.tsv"), config=config)
+    assert result.exit_code == 0, result.output
+    assert "ignored: 'Notes'" in result.output
+    assert "made inactive (line 3): Ben Lewis <ben@example.org>" in result.output
+    assert not people(config)["ben@example.org"].active
+
+
+def test_a_full_staff_list_makes_everyone_missing_from_it_inactive_and_says_who(setup, cli):
+    config = setup()
+    result = cli("staff", "import", "--full", str(ROSTERS / "mis_export.csv"), config=config)
+    assert result.exit_code == 0, result.output
+    assert "1 added, 2 updated, 1 made inactive, 0 unchanged" in result.output
+    assert ("made inactive (not in the full list): Chloe Evans <chloe@example.org>"
+            in result.output)
+    stored = people(config)
+    assert not stored["chloe@example.org"].active and stored["dana@example.org"].active
+
+
+def test_a_dry_run_says_what_would_change_and_stores_nothing(setup, cli):
+    config = setup()
+    before = stored(config)
+    result = cli("staff", "import", "--full", "--dry-run", str(ROSTERS / "mis_export.csv"),
+                 config=config)
+    assert result.exit_code == 0, result.output
+    assert "dry run, nothing stored; would be 1 added, 2 updated, 1 made inactive" in result.output
+    assert "added (line 4): Dana Walker <dana@example.org>" in result.output
+    assert "updated (line 2): amira@example.org: role Practitioner → Nursery Practitioner; " \
+           "start date — → 2019-09-01" in result.output
+    assert "made inactive (not in the full list): Chloe Evans" in result.output
+    assert stored(config) == before
+
+
+def test_a_missing_column_names_the_columns_the_file_has(setup, cli):
+    config = setup()
+    result = cli("staff", "import", str(ROSTERS / "unknown_headings.csv"), config=config)
+    assert result.exit_code == 2
+    assert ("no column for email or name (or first name and last name); the columns are "
+            "'Person', 'Contact', 'Post'") in result.stderr
+    assert names_and_active(config) == START

@@ -11,7 +11,8 @@ def test_first_tick_sends_one_reminder_each_and_is_idempotent(setup, cli, smtp):
         "amira@example.org", "ben@example.org", "chloe@example.org"]
     message = smtp.inbox.to("amira@example.org")[0]
     assert message["Auto-Submitted"] == "auto-generated"
-    assert "Amira Khan" in message.get_body(("plain",)).get_content()
+    assert "Dear Amira," in message.get_body(("plain",)).get_content()
+    assert message["To"].addresses[0].display_name == "Amira Khan"
     assert link_in(message).startswith("http://signoff.test/c/")
 
     again = cli("tick", "--at", "2026-09-01T09:05+01:00", config=config)

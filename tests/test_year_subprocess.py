@@ -100,10 +100,11 @@ def test_a_year_of_ticks_as_subprocesses(year, confirm):
     confirm("amira@example.org", "2026-09-03 12:00")
     assert y.tick("2026-09-08 08:00") == ["ben@example.org", "chloe@example.org"]
     assert y.tick("2026-09-15 08:00") == ["ben@example.org", "chloe@example.org"]
-    assert y.tick("2026-09-22 08:00") == [HEAD]
+    assert y.tick("2026-09-22 08:00") == []  # the date the reminders asked for
+    assert y.tick("2026-09-23 08:00") == [HEAD]
     assert "Ben Lewis" in y.digest() and "Chloe Evans" in y.digest()
     assert "Amira" not in y.digest() and "Frank" not in y.digest()
-    report = y.report("2026-09-22 09:00")
+    report = y.report("2026-09-23 09:00")
     assert report["amira"]["status"] == "confirmed"
     assert report["amira"]["confirmed_at"] == "2026-09-03T12:00:00+01:00"
     assert report["amira"]["escalated"] == "no"
@@ -114,7 +115,7 @@ def test_a_year_of_ticks_as_subprocesses(year, confirm):
     # Ben leaves; Gina starts on Monday 4 January.
     y.import_roster("name,email,start_date,active\nBen Lewis,ben@example.org,,no\n"
                     "Gina Hart,gina@example.org,2027-01-04,yes\n")
-    assert y.tick("2026-09-29 08:00") == [HEAD]
+    assert y.tick("2026-09-30 08:00") == [HEAD]
     assert "Chloe Evans" in y.digest() and "Ben" not in y.digest()
     # The server was off for the autumn: one digest, not a backlog.
     assert y.tick("2026-12-24 08:00") == [HEAD]
@@ -125,7 +126,10 @@ def test_a_year_of_ticks_as_subprocesses(year, confirm):
 
     confirm("chloe@example.org", "2027-01-05 10:00")
     assert y.tick("2027-01-11 08:00") == ["gina@example.org"]  # nobody overdue: no digest
-    assert y.tick("2027-01-25 08:00") == ["gina@example.org", HEAD]
+    # Gina was asked to confirm by Monday 25 January: her last follow-up then, the digest the
+    # day after.
+    assert y.tick("2027-01-25 08:00") == ["gina@example.org"]
+    assert y.tick("2027-01-26 08:00") == [HEAD]
     assert "Gina Hart" in y.digest() and "Chloe" not in y.digest()
     confirm("gina@example.org", "2027-02-01 16:30")
     assert y.tick("2027-02-08 08:00") == []

@@ -9,8 +9,6 @@ import datetime as dt
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
-
 from .config import Schedule
 
 
@@ -20,10 +18,13 @@ class Calendar:
         self.tz = tz
 
     @cached_property
-    def _holidays(self) -> holidays_lib.HolidayBase:
+    def _holidays(self):
         country, _, subdiv = self.schedule.holidays.partition("-")
-        # Years are filled in lazily by the package as dates are looked up.
-        return holidays_lib.country_holidays(country, subdiv=subdiv or None)
+        # Years are filled in lazily by the package as dates are looked up; the package itself is
+        # imported when working days are first asked for, not by every command.
+        import holidays
+
+        return holidays.country_holidays(country, subdiv=subdiv or None)
 
     def is_working_day(self, day: dt.date) -> bool:
         return day.weekday() < 5 and day not in self._holidays

@@ -10,12 +10,18 @@ import signal
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
-from . import config as config_mod
-from .config import ConfigError
-from .db import DatabaseError
-from .roster import RosterError
+from .errors import ConfigError, DatabaseError, RosterError
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .services import Services
+
+# Each command imports what it needs when it runs: `signoff --version` or `report` should not wait
+# for Flask, the mail stack or the holidays package.
 
 
 class Failed(Exception):
@@ -29,20 +35,30 @@ class Context:
         self._app = None
 
     @property
-    def config(self) -> config_mod.Config:
+    def config(self) -> Config:
         return self.services.config
 
     @property
     def app(self):
+        """The Flask app, for the commands that serve or send mail; on the same database."""
         if self._app is None:
             from .app import create_app
 
-            self._app = create_app(config_mod.load(self.config_path))
+            self._app = create_app(self.services.config, db=self.services.db)
         return self._app
 
     @property
-    def services(self):
-        return self.app.extensions["signoff"]
+    def services(self) -> Services:
+        if self._svc is None:
+            from . import config as config_mod
+            from .calendar import Calendar
+            from .db import Database
+            from .services import Services
+
+            config = config_mod.load(self.config_path)
+            self._svc = Services(config=config, db=Database(config.database.url),
+                                 calendar=Calendar(config.schedule, config.setting.timezone))
+        return self._svc
 
     def ready(self):
         """Services, after checking the database has been set up."""
@@ -135,7 +151,9 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("signoff").setLevel(os.environ.get("SIGNOFF_LOG_LEVEL", "INFO").upper())
-    ctx.obj = Context(config_path or config_mod.default_path())
+    from .config import default_path
+
+    ctx.obj = Context(config_path or default_path())
 
 
 @cli.command()
@@ -159,9 +177,12 @@ def staff() -> None:
 
 @staff.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option("--full", is_flag=True,
+              help="FILE is the whole staff list: make everyone not in it inactive.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; store nothing.")
 @pass_ctx
-def staff_import(ctx: Context, file: Path) -> None:
-    """Upsert the roster from FILE.csv (columns name,email[,role,start_date,active]); all or nothing."""
+def staff_import(ctx: Context, file: Path, full: bool, dry_run: bool) -> None:
+    """Upsert the roster from a staff list (CSV as schools export it); all or nothing."""
     from . import policies, roster
 
     try:
@@ -169,13 +190,25 @@ def staff_import(ctx: Context, file: Path) -> None:
     except OSError as exc:
         # One line, not click's usage block: a mistyped file name is bad input, not bad usage.
         _fail(click.get_current_context(), f"{file}: cannot read: {exc.strerror}", 2)
-    rows = roster.parse(data, str(file))
+    parsed = roster.parse(data, str(file))
+    click.echo(parsed.columns_line(str(file)))
     svc = ctx.ready()
     now = dt.datetime.now(dt.timezone.utc)
+    if dry_run:
+        with svc.db.read() as session:
+            result = roster.plan(session, policies.setting_id(session), parsed.rows, full)
+        click.echo(f"{file}: dry run, nothing stored; would be {result.summary()}")
+        for line in result.lines():
+            click.echo(line)
+        return
     with svc.db.write() as session:
         setting_id = policies.sync(session, svc.config, now)
-        result = roster.apply(session, setting_id, rows, now, actor=f"import:{file.name}")
+        result = roster.apply(session, setting_id, parsed.rows, now,
+                              actor=f"import:{file.name}", full=full)
     click.echo(f"{file}: {result.summary()}")
+    for line in result.lines():
+        if "made inactive" in line:  # who stops getting reminders is never a surprise
+            click.echo(line)
 
 
 @cli.group()

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as holidays_lib
 from email_validator import EmailNotValidError, validate_email
 
+from .errors import ConfigError
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the file and key."""
+CONTACT_MAX = 200  # [setting] contact: one line on every staff page and email
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Setting:
     name: str
     timezone: ZoneInfo
     base_url: str
+    contact: str | None = None  # e.g. "Questions? Ask the school office."; None: no line
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         value = top.get(name, dict, {} if not required else ...)
         return _Reader(path, name, value, known)
 
-    s = table("setting", {"name", "timezone", "base_url"})
+    s = table("setting", {"name", "timezone", "base_url", "contact"})
     tz_name = s.text("timezone")
     try:
         tz = ZoneInfo(tz_name)
@@ -211,7 +212,13 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     base_url = s.text("base_url").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         s.fail("base_url", f"{base_url!r} must start with http:// or https://")
-    setting = Setting(name=s.text("name"), timezone=tz, base_url=base_url)
+    contact = s.text("contact", "")
+    if "\n" in contact or "\r" in contact:
+        s.fail("contact", "must be on one line")
+    if len(contact) > CONTACT_MAX:
+        s.fail("contact", f"must be at most {CONTACT_MAX} characters, got {len(contact)}")
+    setting = Setting(name=s.text("name"), timezone=tz, base_url=base_url,
+                      contact=contact or None)
 
     h = table("head_teacher", {"name", "email"})
     head = Person(name=h.text("name"), email=h.email("email", named=False))

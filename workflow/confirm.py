@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import html
+import re
 from typing import NamedTuple
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from wtforms import BooleanField, HiddenField
 
-from . import events, policies, tokens
+from . import events, mailer, policies, tokens
 from .services import services
 from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Staff
 
@@ -31,6 +33,9 @@ class Gone(Exception):
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    # The [setting] contact line is on every page staff may see, the app's own error pages
+    # (web.py) among them, so every template has it; base.html shows it on pages marked staff_page.
+    app.context_processor(lambda: {"contact": services().config.setting.contact})
 
 
 class Version(NamedTuple):
@@ -46,10 +51,9 @@ _current_version = aliased(PolicyVersion)
 # policy, the policy's current version (not its text: see policies.html) and any confirmation.
 _PAGE = (
     select(Link.revoked_at, Request.id.label("request_id"), Request.exempt_at, Staff.name,
-           Cycle.year, Policy.title, PolicyVersion.id.label("version_id"), PolicyVersion.sha256,
-           PolicyVersion.statements, Confirmation.confirmed_at, Confirmation.method,
-           Confirmation.statements.label("confirmed_statements"),
-           Confirmation.version_sha256)
+           Staff.first_name, Cycle.year, Policy.title, PolicyVersion.id.label("version_id"),
+           PolicyVersion.sha256, PolicyVersion.statements, Confirmation.confirmed_at,
+           Confirmation.method, Confirmation.statements.label("confirmed_statements"))
     .join(Request, Request.id == Link.request_id)
     .join(Staff, Staff.id == Request.staff_id)
     .join(Cycle, Cycle.id == Request.cycle_id)
@@ -78,7 +82,23 @@ def _visit(token: str) -> tuple[Row, Markup]:
         if row.revoked_at is not None:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
-        return row, policies.html(conn, row.version_id, row.sha256)
+        return row, _without_title(policies.html(conn, row.version_id, row.sha256), row.title)
+
+
+_FIRST_HEADING = re.compile(r"\s*<h2>([^<]*)</h2>\n?")
+
+
+def _without_title(policy_html: Markup, title: str) -> Markup:
+    """The policy text without its opening heading where that only repeats the policy's title:
+    the page's <h1> shows the title already, and a long page should not begin with it twice."""
+    found = _FIRST_HEADING.match(policy_html)
+    if found and _folded(html.unescape(found.group(1))) == _folded(title):
+        return Markup(policy_html[found.end():])
+    return policy_html
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 @functools.lru_cache(maxsize=16)
@@ -107,25 +127,25 @@ def page(token: str):
     svc = services()
     row, policy_html = _visit(token)
     version = Version(row.version_id, row.sha256, row.statements)
-    ctx = {"person": {"name": row.name}, "policy": {"title": row.title}, "version": version,
-           "policy_html": policy_html}
+    greeting = mailer.greeting_name(row)
+    ctx = {"person": {"name": row.name, "greeting": greeting}, "policy": {"title": row.title},
+           "version": version, "policy_html": policy_html, "unticked": []}
     if row.confirmed_at is not None:
         # Not the office's note about a paper sign-off: that is for the evidence, not the person.
-        confirmation = {"method": row.method,
-                        "statements": row.confirmed_statements,
-                        "version_sha256": row.version_sha256}
+        # Nor the version's hash: it is evidence, and means nothing to the person.
+        confirmation = {"method": row.method, "statements": row.confirmed_statements}
         return render_template("confirmed.html", confirmation=confirmation,
                                confirmed_local=row.confirmed_at.astimezone(svc.calendar.tz), **ctx)
     if row.exempt_at is not None:
         return render_template("message.html", title="Nothing to do",
-                               text=f"{row.name}, you have been excused from this year's "
+                               text=f"{greeting}, you have been excused from this year's "
                                     f"review of the {row.title}. No action is needed.")
     if request.method != "POST":
         # Nothing ticked yet: the page needs no form object, only the CSRF token and the version.
         return render_template("confirm.html", form=None, **ctx)
 
     form = _form_class(len(version.statements))(formdata=request.form)
-    problems = []
+    problems = []  # shown at the top of the page: they ask the person to read it again
     if not form.validate():
         problems.append("The form had expired. Please tick the statements and confirm again.")
     elif form.version.data != version.sha256:
@@ -133,11 +153,14 @@ def page(token: str):
                         "and tick the statements below.")
         form.version.data = version.sha256
     else:
-        unticked = [i for i in range(len(version.statements)) if not form[f"s{i}"].data]
-        if unticked:
-            problems.append("Please tick every statement to confirm — "
-                            f"{len(unticked)} of {len(version.statements)} not ticked yet.")
-    if problems:
+        ctx["unticked"] = [i for i in range(len(version.statements)) if not form[f"s{i}"].data]
+        if ctx["unticked"]:
+            # Shown by the boxes, the first missed one focused (autofocus: the page runs no
+            # scripts), not at the top of a policy many screens long.
+            ctx["tick_error"] = ("Please tick every statement to confirm — "
+                                 f"{len(ctx['unticked'])} of {len(version.statements)} not "
+                                 "ticked yet.")
+    if problems or ctx["unticked"]:
         return render_template("confirm.html", form=form, problems=problems, **ctx), 400
 
     record(svc, row.request_id, version, method="self", ip=request.remote_addr,
@@ -147,8 +170,12 @@ def page(token: str):
 
 
 def record(svc, request_id: int, version, *, method: str, now: dt.datetime, ip: str | None = None,
-           agent: str | None = None, actor: str | None = None, reason: str | None = None) -> bool:
-    """Record a confirmation unless one exists; returns False when the first one is kept."""
+           agent: str | None = None, actor: str | None = None, reason: str | None = None,
+           signed_on: dt.date | None = None, paper_kept: str | None = None) -> bool:
+    """Record a confirmation unless one exists; returns False when the first one is kept.
+
+    A paper sign-off (method "paper") has the date on the form (`signed_on`), where the form is
+    kept (`paper_kept`) and the office's own note (`reason`)."""
     try:
         with svc.db.write() as session:
             if session.scalars(select(Confirmation.id).filter_by(request_id=request_id)).first():
@@ -158,12 +185,13 @@ def record(svc, request_id: int, version, *, method: str, now: dt.datetime, ip: 
                                      policy_version_id=version.id, version_sha256=version.sha256,
                                      statements=list(version.statements), method=method,
                                      ip_address=ip, user_agent=agent, recorded_by=actor,
-                                     reason=reason))
+                                     reason=reason, signed_on=signed_on, paper_kept=paper_kept))
             req.closed_at = now
             req.next_check_at = None
             events.record(session, "confirmed", now, actor=actor or "staff", staff_id=req.staff_id,
                           request_id=request_id, method=method, version=version.sha256, ip=ip,
-                          reason=reason)
+                          reason=reason, signed_on=signed_on.isoformat() if signed_on else None,
+                          paper_kept=paper_kept)
     except IntegrityError:
         return False  # a simultaneous POST won the race; the first record stands
     return True

@@ -1,6 +1,7 @@
 """`signoff demo` (what `make demo` runs): the whole service on this machine in one command.
 
-It writes a config into the demo folder, runs `init` and imports the sample roster, catches all mail
+It writes a config into the demo folder, runs `init` and, into a new database, imports the sample
+roster; it catches all mail
 in-process (workflow.mailcatcher), and runs the web app and the scheduler as child processes, as a
 real deployment would. One Ctrl-C stops everything; the folder keeps its data for the next run.
 """
@@ -82,8 +83,12 @@ def run(folder: Path, port: int, mail_port: int) -> None:
     catcher, children = None, []
     try:
         click.echo(f"signoff demo in {_short(folder)}/ (delete the folder to start afresh)")
+        new = not (folder / "signoff.db").exists()
         _signoff(config_path, "init")
-        _signoff(config_path, "staff", "import", str(resources.path("examples") / "staff.csv"))
+        if new:  # only then: what was changed in the console since stays as it was left
+            _signoff(config_path, "staff", "import", str(resources.path("examples") / "staff.csv"))
+        else:
+            click.echo("the roster is as you left it (the sample roster went in on the first run)")
         if stopping.is_set():
             return
         catcher = MailCatcher(folder / "mail", mail_port, web_port, HOST, on_message=_announce)
@@ -148,7 +153,7 @@ def instructions(config: config_mod.Config, config_path: Path, port: int, mail_u
     now = dt.datetime.now(dt.timezone.utc)
     sched = config.schedule
     followup = planner.followup_due(now, 1, cal).astimezone(cal.tz)
-    overdue = planner.overdue_at(now, cal).astimezone(cal.tz)
+    overdue = planner.next_digest_due(planner.overdue_at(now, cal), None, cal).astimezone(cal.tz)
     signoff = f"{_signoff_command()} --config {_short(config_path)}"
     return f"""
 Open in a browser:
@@ -164,7 +169,7 @@ Try this:
   4. Fast-forward (dates in {cal.tz.key}):
      a follow-up to everyone who has not confirmed ({sched.reminder_after_days[0]} days after the first reminder):
        {signoff} tick --at {followup:%Y-%m-%dT%H:%M}
-     the head teacher's digest of overdue people ({sched.escalate_after_days} days after the first reminder):
+     the head teacher's digest of overdue people (the first digest day after the date the reminders ask for):
        {signoff} tick --at {overdue:%Y-%m-%dT%H:%M}
      and the coming timeline, without sending anything:
        {signoff} plan

@@ -1,5 +1,7 @@
-"""The head teacher's digest: one email listing every overdue person, when someone first becomes
-overdue and then every `digest_every_days` while anyone is."""
+"""The head teacher's digest: one email listing every overdue person, on the day someone first
+becomes overdue (the day after the date their reminders asked for) and then every
+`digest_every_days` while anyone is. Its people and counts are the console's (`standing`), and
+its reminders sent and delivery problems the report's (`sends`)."""
 
 from __future__ import annotations
 
@@ -19,37 +21,39 @@ from .models import Outbox, Policy, Request, Staff
 class Overdue:
     request_id: int
     name: str
+    role: str
     email: str
     policy: str
-    days_outstanding: int
-    reminders_sent: int
-    delivery_problem: str | None
+    due_date: dt.date  # the date their reminders asked them to confirm by
+    days_past: int  # whole days since that date: 1 on the day after it
+    reminders_sent: int  # as the report counts them (`sends.counts`)
+    delivery_problem: str | None  # as the report says it (`sends.problem`)
 
 
 def overdue_people(svc: Services, session: Session, now: dt.datetime) -> list[Overdue]:
-    """Everyone the console shows as overdue in a current cycle (see `standing`)."""
-    sent, latest = sends.counts(), sends.latest()
+    """Everyone the console shows as overdue in a current cycle (see `standing`), longest overdue
+    first."""
+    sent, latest = sends.counts(now), sends.latest(now)
     rows = session.execute(
         standing.people(svc, now)
-        .with_only_columns(Request.id, Staff.name, Staff.email, Policy.title, Request.reminded_at,
-                           func.coalesce(sent.c.n, 0), latest.c.status, latest.c.last_error)
+        .with_only_columns(Request.id, Staff.name, Staff.role, Staff.email, Policy.title,
+                           standing.overdue_from(), func.coalesce(sent.c.n, 0), latest.c.status,
+                           latest.c.last_error)
         .outerjoin(sent, sent.c.request_id == Request.id)
         .outerjoin(latest, latest.c.request_id == Request.id)
         .where(standing.status_in(now, "overdue"))
-        .order_by(None).order_by(Request.reminded_at, Staff.name))
+        .order_by(None).order_by(standing.overdue_from(), func.lower(Staff.name), Staff.email))
     cal = svc.calendar
-    # Calendar days in the setting's time zone: a digest at 08:00 counts the reminder of 08:00
-    # three weeks before as 21 days, whatever the seconds each took to go.
-    return [Overdue(rid, name, email, title,
-                    (cal.local_date(now) - cal.local_date(reminded or now)).days, count,
-                    error if sends.problem(status, error) else None)
-            for rid, name, email, title, reminded, count, status, error in rows]
+    return [Overdue(rid, name, role or "", email, title, planner.due_date_before(overdue, cal),
+                    planner.days_past(overdue, cal, now), count, sends.problem(status, error))
+            for rid, name, role, email, title, overdue, count, status, error in rows]
 
 
 @dataclass(frozen=True)
 class Undeliverable:
     request_id: int
     name: str
+    role: str
     email: str
     policy: str
     problem: str
@@ -58,19 +62,21 @@ class Undeliverable:
 def undeliverable(svc: Services, session: Session, now: dt.datetime) -> list[Undeliverable]:
     """People not overdue yet whose latest email failed: the head teacher hears in the next digest,
     not weeks later when they become overdue (by then the bounced address has cost them the time)."""
-    latest = sends.latest()
+    latest = sends.latest(now)
     rows = session.execute(
         standing.people(svc, now)
-        .with_only_columns(Request.id, Staff.name, Staff.email, Policy.title, latest.c.last_error)
+        .with_only_columns(Request.id, Staff.name, Staff.role, Staff.email, Policy.title,
+                           latest.c.status, latest.c.last_error)
         .join(latest, latest.c.request_id == Request.id)
         .where(latest.c.status == "failed", standing.status_in(now, "pending"))
-        .order_by(None).order_by(Staff.name))
-    return [Undeliverable(*row) for row in rows]
+        .order_by(None).order_by(func.lower(Staff.name), Staff.email))
+    return [Undeliverable(rid, name, role or "", email, title, sends.problem(status, error) or "")
+            for rid, name, role, email, title, status, error in rows]
 
 
 def summary(svc: Services, session: Session, now: dt.datetime) -> list[dict[str, Any]]:
-    """Per policy whose current cycle is open: confirmed X of Y (Y leaves out exempt people), the
-    dashboard's counts, for the digest's summary line."""
+    """Per policy whose current cycle is open: confirmed X of Y (Y leaves out exempt people) and
+    how many are overdue, the dashboard's counts (`standing.tallies`), for the summary lines."""
     found = standing.tallies(svc, session, now)
     out = []
     for policy in policies.configured(session, svc.config):
@@ -78,15 +84,25 @@ def summary(svc: Services, session: Session, now: dt.datetime) -> list[dict[str,
             continue
         t = found.get(policy.id, standing.Tally())
         out.append({"policy": policy.title, "confirmed": t.confirmed, "total": t.expected,
-                    "exempt": t.exempt})
+                    "exempt": t.exempt, "overdue": t.overdue})
     return out
 
 
+def people_link(svc: Services) -> str:
+    """The console's people page, showing the overdue only."""
+    return f"{svc.config.setting.base_url}/admin/people?status=overdue"
+
+
 def digest_context(svc: Services, session: Session, now: dt.datetime) -> dict[str, Any]:
-    return {"overdue": overdue_people(svc, session, now), "summary": summary(svc, session, now),
-            "undeliverable": undeliverable(svc, session, now),
+    overdue = overdue_people(svc, session, now)
+    undelivered = undeliverable(svc, session, now)
+    return {"overdue": overdue, "summary": summary(svc, session, now),
+            "undeliverable": undelivered,
+            # The column and the word about wrong addresses only when there is a problem to show.
+            "delivery_problems": any(p.delivery_problem for p in overdue),
+            "any_problem": bool(undelivered) or any(p.delivery_problem for p in overdue),
+            "people_link": people_link(svc),
             "head": svc.config.head_teacher, "today": now.astimezone(svc.calendar.tz),
-            "escalate_after_days": svc.config.schedule.escalate_after_days,
             "digest_every_days": svc.config.schedule.digest_every_days}
 
 

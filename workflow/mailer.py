@@ -31,10 +31,19 @@ def init_app(app: Flask) -> None:
     mail.init_app(app)
 
 
+def greeting_name(person: Any) -> str:
+    """The name to greet someone by, on their page and in their emails ("Dear Amira"): their first
+    name, or their name in full when the roster gave none. `person` has `first_name` and `name`."""
+    return (person.first_name or "").strip() or person.name
+
+
 def make_message(kind: str, to_name: str, to_email: str, ctx: dict[str, Any]) -> Message:
-    """Render templates/emails/<kind>.subject.txt, .txt and .html into one multipart message."""
+    """Render templates/emails/<kind>.subject.txt, .txt and .html into one multipart message.
+
+    `to_name` is the To header's name, in full; the templates greet `greeting` (a person's first
+    name, when the context gives it; see greeting_name), else `to_name`."""
     # An alert's own context names the people whose messages failed; it must not be overwritten.
-    ctx = {"to_name": to_name, **ctx, "setting": services().config.setting}
+    ctx = {"to_name": to_name, "greeting": to_name, **ctx, "setting": services().config.setting}
     env = current_app.jinja_env
     subject = " ".join(env.get_template(f"emails/{kind}.subject.txt").render(ctx).split())
     msg = _Message(subject=subject, recipients=[(to_name, to_email)],

@@ -270,4 +270,6 @@ class RosterUpload(Base):
     admin_id: Mapped[int] = mapped_column(ForeignKey("admin_user.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    full: Mapped[bool] = mapped_column(Boolean, default=False)  # the whole staff list
+    columns: Mapped[dict[str, int] | None] = mapped_column(JSON)  # chosen where headings are not known
     created_at: Mapped[dt.datetime] = mapped_column(index=True)

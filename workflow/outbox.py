@@ -500,13 +500,13 @@ def reminder_context(svc: Services, request: Request, stage: int,
                      now: dt.datetime) -> dict[str, Any]:
     cal = svc.calendar
     policy = request.cycle.policy
-    due = planner.overdue_at(request.reminded_at or now, cal, request.due_extended_to)
     return {
         "person": request.staff,
+        "greeting": mailer.greeting_name(request.staff),
         "policy": policy,
         "stage": stage,
         "stage_label": planner.stage_label(stage),
-        "due_date": due.astimezone(cal.tz),
+        "due_date": planner.due_date(request.reminded_at or now, cal, request.due_extended_to),
         "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
         "policy_note": next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug),
                             None),

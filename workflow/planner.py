@@ -3,7 +3,8 @@
 The one home of the timing rules: the tick, `plan`, the console and the digest all ask these. Stage 0
 is the first reminder; stage k (1, 2, …) is the k-th follow-up, counted from the day the first
 reminder went. After downtime only the latest due stage is sent (no burst of stale follow-ups), and a
-person never gets two scheduled messages on the same local day.
+person never gets two scheduled messages on the same local day. Each reminder names a date to
+confirm by (`due_date`); the person is overdue from the start of the next day (`overdue_at`).
 """
 
 from __future__ import annotations
@@ -77,14 +78,40 @@ def followup_due(reminded_at: dt.datetime, stage: int, cal: Calendar) -> dt.date
     return cal.slot(followup_day(reminded_at, stage, cal))
 
 
+def due_date(reminded_at: dt.datetime | None, cal: Calendar,
+             extended_to: dt.datetime | None = None) -> dt.date | None:
+    """The date a reminder asks the person to confirm by: `escalate_after_days` after the day of
+    their first reminder (moved, as a send is, to a day one may go), or the day an admin extended
+    it to. None while neither is known (the first reminder has not gone)."""
+    if extended_to is not None:
+        return cal.local_date(extended_to)
+    if reminded_at is None:
+        return None
+    return cal.send_day(cal.local_date(reminded_at)
+                        + dt.timedelta(days=cal.schedule.escalate_after_days))
+
+
 def overdue_at(reminded_at: dt.datetime, cal: Calendar,
                extended_to: dt.datetime | None = None) -> dt.datetime:
-    """When the person is overdue: `escalate_after_days` after their first reminder, or the date
-    an admin extended it to."""
-    if extended_to is not None:
-        return extended_to
-    days = cal.schedule.escalate_after_days
-    return cal.slot(cal.local_date(reminded_at) + dt.timedelta(days=days))
+    """When the person becomes overdue: at the start of the day after their `due_date`, local
+    time. Nobody is overdue on the date a reminder asked for, however late in that day."""
+    return _day_starts(due_date(reminded_at, cal, extended_to) + dt.timedelta(days=1), cal)
+
+
+def due_date_before(overdue: dt.datetime, cal: Calendar) -> dt.date:
+    """The date to confirm by that a stored `overdue_at` follows (its local day, less one)."""
+    return cal.local_date(overdue) - dt.timedelta(days=1)
+
+
+def days_past(overdue: dt.datetime, cal: Calendar, now: dt.datetime) -> int:
+    """Whole local days from the date to confirm by to `now`'s: 1 on the day after it."""
+    return (cal.local_date(now) - due_date_before(overdue, cal)).days
+
+
+def _day_starts(day: dt.date, cal: Calendar) -> dt.datetime:
+    """The first moment of local `day`, in UTC. Where the clocks jump at midnight, 00:00 does not
+    exist; zoneinfo then takes the offset before the jump, which is the moment the day begins."""
+    return dt.datetime.combine(day, dt.time(0), tzinfo=cal.tz).astimezone(dt.timezone.utc)
 
 
 def stage_due(state: RequestState, stage: int, cal: Calendar) -> dt.datetime | None:
@@ -149,7 +176,8 @@ def after_send(state: RequestState, cal: Calendar, sent_at: dt.datetime) -> Cloc
 
 def next_digest_day(earliest_overdue: dt.datetime, last_digest_day: dt.date | None,
                     cal: Calendar) -> dt.date:
-    """First when anyone becomes overdue, then every `digest_every_days` while anyone is."""
+    """First on the day anyone becomes overdue (the day after their date to confirm by), then
+    every `digest_every_days` while anyone is."""
     day = cal.local_date(earliest_overdue)
     if last_digest_day is not None:
         day = max(day, last_digest_day + dt.timedelta(days=cal.schedule.digest_every_days))

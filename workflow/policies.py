@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from markdown_it import MarkdownIt
+from functools import cache
+
 from markupsafe import Markup
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
@@ -13,8 +14,14 @@ from sqlalchemy.orm import Session
 from .config import Config
 from .models import Policy, PolicyVersion, Setting
 
-# Raw HTML in a policy file is shown as text, never run: the page's CSP would block it anyway.
-_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+@cache
+def _markdown():
+    """The Markdown parser, made when a page first needs it (commands never do). Raw HTML in a
+    policy file is shown as text, never run: the page's CSP would block it anyway."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 # Each policy text as HTML, by its SHA-256. A text never changes under its hash, so each is read
@@ -36,15 +43,21 @@ def html(conn: Connection, version_id: int, text_sha256: str) -> Markup:
 def _render(text: str) -> Markup:
     """Markdown to HTML, headings one level down: the page's own <h1> is the policy's title, and a
     page has one <h1> (screen readers list the headings as the page's outline)."""
-    tokens = _markdown.parse(text)
+    markdown = _markdown()
+    tokens = markdown.parse(text)
     for token in tokens:
         if token.type in ("heading_open", "heading_close"):
             token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
-    return Markup(_markdown.renderer.render(tokens, _markdown.options, {}))
+    return Markup(markdown.renderer.render(tokens, markdown.options, {}))
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def setting_id(session: Session) -> int | None:
+    """The setting this installation serves (one, for now)."""
+    return session.scalar(select(Setting.id).order_by(Setting.id).limit(1))
 
 
 def sync(session: Session, config: Config, now: dt.datetime) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Iterator
 
 from sqlalchemy import Select, select
@@ -18,6 +18,11 @@ from .models import Cycle, Policy, PolicyVersion, Request
 
 COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
            "last_sent_at", "escalated", "confirmed_at", "delivery")
+# The evidence of each confirmation and exemption, after the contract's columns: how (self or
+# paper), the browser's address and agent, an exemption's reason, and for a paper sign-off who
+# recorded it, the date on the form, where it is kept and the office's note.
+EVIDENCE = ("method", "ip_address", "user_agent", "exempt_reason", "recorded_by", "signed_on",
+            "paper_kept", "note")
 
 
 @dataclass(frozen=True)
@@ -33,17 +38,22 @@ class Row:
     escalated: str
     confirmed_at: str
     delivery: str
-    method: str = ""  # evidence columns, after the contract's
+    method: str = ""  # EVIDENCE, after the contract's columns
     ip_address: str = ""
     user_agent: str = ""
     exempt_reason: str = ""
+    recorded_by: str = ""
+    signed_on: str = ""
+    paper_kept: str = ""
+    note: str = ""
+    standing: str = ""  # the console's status (overdue, inactive…), for the counts; not a column
 
 
 def rows(svc: Services, session: Session, now: dt.datetime) -> Iterator[Row]:
     """`signoff report`: each policy's current cycle, one row per active staff member, asked yet or
     not. A pending person's version is the text their link shows today."""
     for policy in policies.configured(session, svc.config):
-        yield from _rows(svc, session, policy,
+        yield from _rows(svc, session, now, policy,
                          standing.people(svc, now).where(Policy.id == policy.id),
                          policies.current_version(session, policy.id))
 
@@ -54,7 +64,7 @@ def cycle_rows(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) 
     (`cycle_version`), not whatever is current today."""
     query = (standing.people(svc, now, cycle.year, standing.listed(svc, cycle.year, now))
              .where(Policy.id == cycle.policy_id))
-    yield from _rows(svc, session, cycle.policy, query, cycle_version(session, cycle))
+    yield from _rows(svc, session, now, cycle.policy, query, cycle_version(session, cycle))
 
 
 def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
@@ -69,15 +79,16 @@ def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
     return session.scalars(before.limit(1)).first() or session.scalars(after.limit(1)).first()
 
 
-def _rows(svc: Services, session: Session, policy: Policy, query: Select,
+def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, query: Select,
           pending_version: PolicyVersion | None) -> Iterator[Row]:
-    """One row per person that `query` (a `standing.people` select of `policy`) finds."""
+    """One row per person that `query` (a `standing.people` select of `policy`) finds, with
+    what had been sent to them by `now`."""
     tz = svc.calendar.tz
 
     def iso(moment: dt.datetime | None) -> str:
         return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
 
-    sent, latest = sends.counts(), sends.latest()
+    sent, latest = sends.counts(now), sends.latest(now)
     query = (query.add_columns(sent.c.first, sent.c.last, sent.c.n, latest.c.status,
                                latest.c.last_error)
              .outerjoin(sent, sent.c.request_id == Request.id)
@@ -95,15 +106,20 @@ def _rows(svc: Services, session: Session, policy: Policy, query: Select,
             delivery=sends.problem(last_status, last_error) or "ok",
             method=conf.method if conf else "", ip_address=(conf.ip_address or "") if conf else "",
             user_agent=(conf.user_agent or "") if conf else "",
-            exempt_reason=(req.exempt_reason or "") if req is not None else "")
+            exempt_reason=(req.exempt_reason or "") if req is not None else "",
+            recorded_by=(conf.recorded_by or "") if conf else "",
+            signed_on=conf.signed_on.isoformat() if conf and conf.signed_on else "",
+            paper_kept=(conf.paper_kept or "") if conf else "",
+            note=(conf.reason or "") if conf else "",
+            standing=status)
 
 
 def to_csv(report: Iterator[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([f.name for f in fields(Row)])
+    writer.writerow(COLUMNS + EVIDENCE)
     for row in report:
-        writer.writerow([_cell(getattr(row, f.name)) for f in fields(Row)])
+        writer.writerow([_cell(getattr(row, name)) for name in COLUMNS + EVIDENCE])
     return out.getvalue()
 
 
@@ -119,7 +135,7 @@ def to_text(report: Iterator[Row]) -> str:
     for r in report:
         table.append((r.name, r.email, r.policy, r.status, str(r.reminders_sent),
                       r.confirmed_at[:16].replace("T", " "), r.delivery))
-        statuses.setdefault(r.policy, []).append(r.status)
+        statuses.setdefault(r.policy, []).append(r.standing)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     lines.append("")

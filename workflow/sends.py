@@ -1,7 +1,10 @@
-"""What happened to the emails sent to each person, per request: how many went, the first and the
-last, and the latest one's delivery problem. The report, the digest and the console share it."""
+"""What happened to the emails sent to each person, per request, as of a moment: how many went, the
+first and the last, and the latest one's delivery problem. The report, the digest and the evidence
+export share it, so "reminders sent" is one number wherever it is shown."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from sqlalchemy import Subquery, func, select
 
@@ -11,18 +14,21 @@ _TO_THE_PERSON = Outbox.kind.in_(("reminder", "followup"))
 _WENT = "sent"  # the server took it
 
 
-def counts() -> Subquery:
-    """Per request: first and last send, and how many went (columns request_id, first, last, n)."""
+def counts(until: dt.datetime) -> Subquery:
+    """Per request, the emails to the person that had gone by `until`: first and last send, and
+    how many (columns request_id, first, last, n). First reminder, follow-ups and an admin's fresh
+    links alike. As of a moment, so that `report --at` the moment a digest went says what it said."""
     return (select(Outbox.request_id, func.min(Outbox.sent_at).label("first"),
                    func.max(Outbox.sent_at).label("last"), func.count().label("n"))
-            .where(Outbox.status == _WENT, _TO_THE_PERSON)
+            .where(Outbox.status == _WENT, _TO_THE_PERSON, Outbox.sent_at <= until)
             .group_by(Outbox.request_id).subquery())
 
 
-def latest() -> Subquery:
-    """Per request, its latest email that has had an outcome (columns request_id, status,
-    last_error). A follow-up still waiting in the outbox neither hides nor clears a problem."""
-    newest = (select(func.max(Outbox.id)).where(_TO_THE_PERSON,
+def latest(until: dt.datetime) -> Subquery:
+    """Per request, its latest email (queued by `until`) that has had an outcome (columns
+    request_id, status, last_error). A follow-up still waiting in the outbox neither hides nor
+    clears a problem."""
+    newest = (select(func.max(Outbox.id)).where(_TO_THE_PERSON, Outbox.created_at <= until,
                                                 Outbox.status.in_((_WENT, "retrying", "failed")))
               .group_by(Outbox.request_id))
     return (select(Outbox.request_id, Outbox.status, Outbox.last_error)

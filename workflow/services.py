@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
-
 from .calendar import Calendar
 from .config import Config
 from .db import Database
@@ -20,4 +18,7 @@ class Services:
 
 
 def services() -> Services:
+    """The app's, within a request or an app context."""
+    from flask import current_app
+
     return current_app.extensions["signoff"]

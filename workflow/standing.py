@@ -18,13 +18,18 @@ from .models import Confirmation, Cycle, Policy, Request, Staff
 from .services import Services
 
 STATUSES = ("confirmed", "exempt", "inactive", "overdue", "pending")
+# The statuses a count is made of. Someone inactive (asked, then left without confirming or being
+# exempted) is never counted: not "not confirmed" on the evidence page, not in "confirmed X of Y".
+COUNTED = ("confirmed", "exempt", "overdue", "pending")
 # The report's contract knows pending, confirmed and exempt only: there, overdue and inactive
 # people are pending.
 REPORTED = {"overdue": "pending", "inactive": "pending"}
 
 
 def overdue_from() -> ColumnElement[dt.datetime]:
-    """When an open request becomes overdue (NULL: its clock has not started)."""
+    """When an open request becomes overdue: the start of the day after the date its reminders
+    asked for (`planner.overdue_at`, stored when the first reminder has had its outcome, and
+    again when an admin extends the date). NULL: its clock has not started."""
     return Request.overdue_at
 
 
@@ -45,10 +50,11 @@ def status_in(now: dt.datetime, *statuses: str) -> ColumnElement[bool]:
 def counted(svc: Services, year: int, now: dt.datetime) -> ColumnElement[bool]:
     """Who a cycle's counts are over. While it is the current cycle: the active staff, asked yet or
     not; leavers count nowhere (the evidence page still shows what they did). Once it is past:
-    everyone it asked."""
+    everyone it asked who confirmed, was exempted or is still here; never someone inactive."""
     if year == svc.calendar.cycle_year(now):
         return Staff.active
-    return Request.id.is_not(None)
+    return and_(Request.id.is_not(None),
+                or_(Staff.active, Confirmation.id.is_not(None), Request.exempt_at.is_not(None)))
 
 
 def listed(svc: Services, year: int, now: dt.datetime) -> ColumnElement[bool]:
@@ -103,14 +109,13 @@ class Tally:
 
     confirmed: int = 0
     exempt: int = 0
-    inactive: int = 0  # only in a past cycle: asked, never confirmed, since left
     overdue: int = 0
     pending: int = 0
 
     @classmethod
     def of(cls, statuses: Iterable[str]) -> Tally:
         found = Counter(statuses)
-        return cls(**{s: found[s] for s in STATUSES})
+        return cls(**{s: found[s] for s in COUNTED})
 
     def count(self, status_: str) -> int:
         return getattr(self, status_)
@@ -122,8 +127,8 @@ class Tally:
 
     @property
     def outstanding(self) -> int:
-        """Not confirmed and not exempt."""
-        return self.inactive + self.overdue + self.pending
+        """Not confirmed and not exempt: the "not confirmed" of the evidence page."""
+        return self.overdue + self.pending
 
 
 def tally(found: Iterable[Standing]) -> Tally:

@@ -97,7 +97,7 @@ def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start:
         count = bisect.bisect_right(overdue, due)  # `overdue` is sorted
         planned = planner.next_digest_day(overdue[0], last_day, cal)
         yield Entry(due, "head-teacher digest", f"{head.name} <{head.email}>", "all",
-                    f"{count} overdue" + _moved(cal, due, planned))
+                    f"{count} overdue by then" + _moved(cal, due, planned))
         last_day = cal.local_date(due)
 
 

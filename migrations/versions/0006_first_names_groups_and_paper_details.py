@@ -1,4 +1,5 @@
-"""staff.first_name and groups; a paper sign-off's date signed and where the form is kept
+"""staff.first_name and groups; a paper sign-off's date signed and where the form is kept; an
+upload's "whole staff list" and chosen columns
 
 A person's first name greets them ("Dear Amira"); existing people get the first word of their
 name. Groups (from the roster's `groups` column) start empty. Paper sign-offs recorded before now
@@ -25,6 +26,10 @@ def upgrade() -> None:
     with op.batch_alter_table('confirmation', schema=None) as batch_op:
         batch_op.add_column(sa.Column('signed_on', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('paper_kept', sa.String(length=200), nullable=True))
+    with op.batch_alter_table('roster_upload', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('full', sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
+        batch_op.add_column(sa.Column('columns', sa.JSON(), nullable=True))
     staff = sa.table('staff', sa.column('id', sa.Integer), sa.column('name', sa.String),
                      sa.column('first_name', sa.String))
     connection = op.get_bind()
@@ -34,6 +39,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('roster_upload', schema=None) as batch_op:
+        batch_op.drop_column('columns')
+        batch_op.drop_column('full')
     with op.batch_alter_table('confirmation', schema=None) as batch_op:
         batch_op.drop_column('paper_kept')
         batch_op.drop_column('signed_on')

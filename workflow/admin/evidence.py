@@ -1,5 +1,6 @@
 """Evidence for an inspector: each cycle's CSV export (the report's columns plus the confirmation
-evidence) and a print-friendly page with the policy version, every confirmation and exemption."""
+evidence: method, recorded by, date signed, where the paper is kept, note) and a print-friendly
+page with the policy version, every confirmation and exemption."""
 
 from __future__ import annotations
 
@@ -49,10 +50,14 @@ def evidence_page(cycle_id: int):
                 versions.setdefault(s.confirmation.version_sha256, s.confirmation.policy_version)
         asked = reports.cycle_version(session, cycle)
     done = ("confirmed", "exempt")
+    # "Not confirmed" is the people the counts are over (`standing.counted`), as on the dashboard;
+    # someone asked who left without confirming is listed apart and counted nowhere.
     return render_template("admin/evidence.html", active="evidence", cycle=cycle,
                            confirmed=[s for s in entries if s.status == "confirmed"],
                            exempt=[s for s in entries if s.status == "exempt"],
-                           outstanding=[s for s in entries if s.status not in done],
+                           outstanding=[s for s in entries
+                                        if s.counted and s.status not in done],
+                           gone=[s for s in entries if not s.counted and s.status not in done],
                            tally=standing.tally(entries),
                            left=sum(1 for s in entries if not s.counted),
                            exempted_by=exempted_by, versions=versions, asked=asked,

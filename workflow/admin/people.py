@@ -1,24 +1,25 @@
-"""The roster in the console: list with status (search, sort), add, edit, deactivate, and a roster
-CSV upload that shows what would change before anything is written."""
+"""The roster in the console: list with status (search, sort, filter), add, edit, deactivate, and
+a roster upload that shows what would change before anything is written; where a file's headings
+are not ones we know, the admin says which column is which."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import events, roster
+from ..policies import setting_id
 from ..services import services
-from ..models import RosterUpload, Setting, Staff
+from ..models import RosterUpload, Staff
 from ..standing import overviews
 from . import bp, now
-from .forms import ApplyForm, StaffForm, UploadForm
+from .forms import ApplyForm, ColumnsForm, StaffForm, UploadForm
 
 SORTS = {
     "name": lambda p: (p["person"].name.lower(), p["person"].email),
@@ -31,19 +32,19 @@ SORTS = {
 RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "inactive": 4}
 
 
-def setting_id(session: Session) -> int | None:
-    return session.scalar(select(Setting.id).order_by(Setting.id).limit(1))
-
-
 @bp.route("/people")
 def people():
     svc = services()
     q = request.args.get("q", "").strip()[:200]
     sort = request.args.get("sort", "name")
+    wanted = request.args.get("status", "")
     problem = None
     if sort not in SORTS:
         problem = f"Cannot sort by {sort[:40]!r}; sorted by name instead."
         sort = "name"
+    if wanted and wanted not in RANK:
+        problem = f"There is no status {wanted[:40]!r}; showing everyone."
+        wanted = ""
     with svc.db.read() as session:
         cycles = overviews(svc, session, now(), include_inactive=True)
     rows: dict[int, dict] = {}
@@ -53,6 +54,8 @@ def people():
             row["statuses"].append((overview.policy, s.status))
             row["rank"] = min(row["rank"], RANK.get(s.status, 9))
     found = list(rows.values())
+    if wanted:
+        found = [r for r in found if any(s == wanted for _, s in r["statuses"])]
     if q:
         needle = q.lower()
         found = [r for r in found if needle in r["person"].name.lower()
@@ -60,11 +63,12 @@ def people():
     found.sort(key=SORTS[sort])
     return render_template("admin/people.html", active="people", rows=found, q=q, sort=sort,
                            sorts=list(SORTS), policies=[o.policy for o in cycles],
-                           problem=problem, total=len(rows), upload=UploadForm())
+                           wanted=wanted, statuses=list(RANK), problem=problem, total=len(rows),
+                           upload=UploadForm())
 
 
-def _clean(form: StaffForm) -> tuple[str, str, str] | None:
-    """Name, address and role as stored, or None after putting the problem on the form."""
+def _clean(form: StaffForm) -> roster.Row | None:
+    """The form as the roster would store it, or None after putting the problem on the form."""
     name = roster.clean_text(form.name.data or "")
     if not name:
         form.name.errors.append("Enter the person's name.")
@@ -76,7 +80,10 @@ def _clean(form: StaffForm) -> tuple[str, str, str] | None:
         email = None
     if not name or not email:
         return None
-    return name, email, roster.clean_text(form.role.data or "")
+    return roster.Row(0, name, email, roster.clean_text(form.role.data or ""),
+                      form.start_date.data, form.active.data,
+                      roster.clean_text(form.first_name.data or "") or roster.first_word(name),
+                      roster.groups_of(form.groups.data or ""))
 
 
 def _taken(session: Session, email: str, except_id: int | None = None) -> bool:
@@ -91,25 +98,23 @@ def add_person():
     form = StaffForm()
     if request.method != "POST":
         return render_template("admin/person_form.html", active="people", form=form, person=None)
-    cleaned = _clean(form) if form.validate() else None
-    if cleaned is None:
+    row = _clean(form) if form.validate() else None
+    if row is None:
         return render_template("admin/person_form.html", active="people", form=form,
                                person=None), 400
-    name, email, role = cleaned
     svc = services()
     moment = now()
     with svc.db.write() as session:
-        if _taken(session, email):
-            form.email.errors.append(f"{email} is already on the roster.")
+        if _taken(session, row.email):
+            form.email.errors.append(f"{row.email} is already on the roster.")
         else:
-            row = roster.Row(0, name, email, role, form.start_date.data, form.active.data)
             roster.apply(session, setting_id(session), [row], moment, actor=current_user.email)
-            staff_id = session.scalar(select(Staff.id).where(Staff.email == email))
+            staff_id = session.scalar(select(Staff.id).where(Staff.email == row.email))
     if form.email.errors:
         return render_template("admin/person_form.html", active="people", form=form,
                                person=None), 409
-    flash(f"{name} is on the roster. The scheduler sends their first reminder on its next run.",
-          "ok")
+    flash(f"{row.name} is on the roster. The scheduler sends their first reminder on its next "
+          "run.", "ok")
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
 
 
@@ -120,27 +125,28 @@ def edit_person(staff_id: int):
         person = session.get(Staff, staff_id)
     if person is None:
         abort(404)
-    form = StaffForm(obj=person if request.method != "POST" else None)
     if request.method != "POST":
+        form = StaffForm(obj=person)
+        form.groups.data = "; ".join(person.groups or ())
         return render_template("admin/person_form.html", active="people", form=form, person=person)
-    cleaned = _clean(form) if form.validate() else None
-    if cleaned is None:
+    form = StaffForm()
+    row = _clean(form) if form.validate() else None
+    if row is None:
         return render_template("admin/person_form.html", active="people", form=form,
                                person=person), 400
-    name, email, role = cleaned
     moment = now()
     with svc.db.write() as session:
         stored = session.get(Staff, staff_id)
-        if _taken(session, email, except_id=staff_id):
-            form.email.errors.append(f"{email} belongs to someone else on the roster.")
+        if _taken(session, row.email, except_id=staff_id):
+            form.email.errors.append(f"{row.email} belongs to someone else on the roster.")
         else:
             changes = {}
-            for attr, value in (("name", name), ("email", email), ("role", role),
-                                ("start_date", form.start_date.data), ("active", form.active.data)):
-                before = getattr(stored, attr)
+            for attr in ("name", "first_name", "email", "role", "start_date", "active", "groups"):
+                value, before = getattr(row, attr), getattr(stored, attr)
+                if attr == "groups":
+                    value, before = list(value), list(before or ())
                 if before != value:
-                    changes[attr] = [None if before is None else str(before),
-                                     None if value is None else str(value)]
+                    changes[attr] = [roster.logged(before), roster.logged(value)]
                     setattr(stored, attr, value)
             if changes:
                 stored.updated_at = moment
@@ -149,7 +155,7 @@ def edit_person(staff_id: int):
     if form.email.errors:
         return render_template("admin/person_form.html", active="people", form=form,
                                person=person), 409
-    flash(f"Saved {name}." if changes else "Nothing had changed.", "ok")
+    flash(f"Saved {row.name}." if changes else "Nothing had changed.", "ok")
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
 
 
@@ -164,7 +170,7 @@ def set_active(staff_id: int):
         if person is None:
             abort(404)
         if person.active != wanted:
-            row = roster.Row(0, person.name, person.email, None, None, wanted)
+            row = roster.Row(0, person.name, person.email, active=wanted)
             roster.apply(session, person.setting_id, [row], moment, actor=current_user.email)
         name = person.name
     flash(f"{name} is {'active' if wanted else 'inactive'}.", "ok")
@@ -172,44 +178,12 @@ def set_active(staff_id: int):
 
 
 # --- roster upload -----------------------------------------------------------------------------
+# An upload is kept in the database between its preview and being applied (a roster can be larger
+# than a cookie), for the admin who made it, with whether it is the whole staff list and, where
+# its headings were not ones we know, which column is which.
 
-@dataclass
-class Preview:
-    """What an import would do, worked out without writing anything."""
-
-    added: list[roster.Row] = field(default_factory=list)
-    updated: list[tuple[roster.Row, dict]] = field(default_factory=list)
-    deactivated: list[roster.Row] = field(default_factory=list)
-    unchanged: int = 0
-
-    @property
-    def changes(self) -> int:
-        return len(self.added) + len(self.updated) + len(self.deactivated)
-
-
-def preview(session: Session, rows: list[roster.Row]) -> Preview:
-    """The same comparison roster.apply makes, read-only."""
-    result = Preview()
-    existing = {s.email: s for s in session.scalars(
-        select(Staff).where(Staff.email.in_([r.email for r in rows])))}
-    for row in rows:
-        person = existing.get(row.email)
-        if person is None:
-            result.added.append(row)
-            continue
-        changes = {}
-        for attr, value in (("name", row.name), ("role", row.role), ("start_date", row.start_date),
-                            ("active", row.active)):
-            if (value is None and attr != "name") or getattr(person, attr) == value:
-                continue
-            changes[attr] = (getattr(person, attr), value)
-        if not changes:
-            result.unchanged += 1
-        elif "active" in changes and row.active is False:
-            result.deactivated.append(row)
-        else:
-            result.updated.append((row, changes))
-    return result
+GONE = ("That upload is no longer available: it was applied already, or was kept for a day. "
+        "Please upload the file again.")
 
 
 @bp.route("/people/upload", methods=["POST"])
@@ -222,31 +196,97 @@ def upload():
     name = roster.clean_text(Path(file.filename or "").name)[:100] or "roster.csv"
     data = file.read()
     try:
-        rows = roster.parse(data, name)
+        roster.parse(data, name)
+    except roster.MissingColumns:
+        pass  # the admin can say which column is which
     except roster.RosterError as exc:
         return _upload_page(problems=exc.problems, name=name, status=400)
-    svc = services()
-    with svc.db.write() as session:
-        # Kept between preview and apply (a roster can be larger than a cookie), for this admin.
+    with services().db.write() as session:
         upload_id = session.scalar(insert(RosterUpload).values(
             setting_id=setting_id(session), admin_id=current_user.id, name=name, data=data,
-            created_at=now()).returning(RosterUpload.id))
+            full=form.full.data, created_at=now()).returning(RosterUpload.id))
+    return _preview(upload_id)
+
+
+@bp.route("/people/upload/columns", methods=["POST"])
+def choose_columns():
+    form = ColumnsForm()
+    found = _mine(form.upload.data)
+    if found is None:
+        return _upload_page(problems=[GONE], status=400)
+    headings = _headings(found.data, found.name)
+    if not form.validate():
+        _offer(form, headings)
+        return _preview(found.id, columns_form=form, status=400)
+    # A column the file has, or nothing (anything else, as a forged value, is nothing too).
+    offered = {str(i): i for i in range(len(headings))}
+    chosen = {f: offered[getattr(form, f).data] for f in roster.LABELS
+              if getattr(form, f).data in offered}
+    with services().db.write() as session:
+        session.execute(update(RosterUpload).where(RosterUpload.id == found.id)
+                        .values(columns=chosen))
+    return _preview(found.id)
+
+
+def _mine(upload_id: str | None) -> RosterUpload | None:
+    """This admin's upload, by the id a form carried."""
+    if not upload_id or not upload_id.isdigit() or len(upload_id) > 9:
+        return None
+    with services().db.read() as session:
+        return session.scalars(select(RosterUpload).where(
+            RosterUpload.id == int(upload_id), RosterUpload.admin_id == current_user.id)).first()
+
+
+def _headings(data: bytes, name: str) -> list[str]:
+    try:
+        roster.parse(data, name, columns={})  # no column chosen: it says what the file has
+    except roster.MissingColumns as exc:
+        return exc.headings
+    except roster.RosterError:
+        pass
+    return []
+
+
+def _offer(form: ColumnsForm, headings: list[str], chosen: dict[str, int] | None = None) -> None:
+    choices = [("", "— not in the file —")] + [(str(i), h or f"column {i + 1}")
+                                                for i, h in enumerate(headings)]
+    for name in roster.LABELS:
+        select_field = getattr(form, name)
+        select_field.choices = choices
+        if chosen is not None:
+            select_field.data = str(chosen[name]) if name in chosen else ""
+
+
+def _preview(upload_id: int, columns_form: ColumnsForm | None = None, status: int = 200):
+    """What applying the upload would do, or why it cannot be applied yet."""
+    svc = services()
     with svc.db.read() as session:
-        result = preview(session, rows)
-    apply_form = ApplyForm(formdata=None, upload=str(upload_id))
-    return _upload_page(result=result, name=name, apply_form=apply_form)
+        found = session.get(RosterUpload, upload_id)
+        ctx = {"name": found.name, "full": found.full}
+        try:
+            parsed = roster.parse(found.data, found.name, columns=found.columns)
+        except roster.MissingColumns as exc:
+            form = columns_form or ColumnsForm(formdata=None, upload=str(upload_id))
+            if columns_form is None:
+                _offer(form, exc.headings, roster.recognise(exc.headings) | (found.columns or {}))
+            return _upload_page(problems=exc.problems, columns_form=form, status=400, **ctx)
+        except roster.RosterError as exc:
+            return _upload_page(problems=exc.problems, status=400, **ctx)
+        result = roster.plan(session, setting_id(session), parsed.rows, found.full)
+    return _upload_page(result=result, parsed=parsed, status=status,
+                        apply_form=ApplyForm(formdata=None, upload=str(upload_id)), **ctx)
 
 
 def _upload_page(status: int = 200, **ctx):
-    return render_template("admin/upload.html", active="people", **ctx), status
+    return render_template("admin/upload.html", active="people", shown=roster.shown,
+                           **ctx), status
 
 
 @bp.route("/people/upload/apply", methods=["POST"])
 def apply_upload():
     form = ApplyForm()
     upload_id = form.upload.data or ""
-    gone = _upload_page(problems=["That upload is no longer available: it was applied already, or "
-                                  "was kept for a day. Please upload the file again."], status=400)
+    gone = _upload_page(problems=[GONE], status=400)
     if not form.validate() or not upload_id.isdigit() or len(upload_id) > 9:
         return gone
     try:
@@ -254,14 +294,15 @@ def apply_upload():
             # Taking the row is what makes an upload apply once: a second apply finds nothing.
             taken = session.execute(delete(RosterUpload).where(
                 RosterUpload.id == int(upload_id), RosterUpload.admin_id == current_user.id)
-                .returning(RosterUpload.data, RosterUpload.name)).first()
+                .returning(RosterUpload.data, RosterUpload.name, RosterUpload.full,
+                           RosterUpload.columns)).first()
             if taken is None:
                 return gone
-            rows = roster.parse(taken.data, taken.name)  # rolls back, keeping it, if refused
-            result = roster.apply(session, setting_id(session), rows, now(),
-                                  actor=current_user.email)
+            # It parsed for the preview; if it is refused now, the rollback keeps it.
+            parsed = roster.parse(taken.data, taken.name, columns=taken.columns)
+            result = roster.apply(session, setting_id(session), parsed.rows, now(),
+                                  actor=current_user.email, full=taken.full)
     except roster.RosterError as exc:
         return _upload_page(problems=exc.problems, status=400)
     flash(f"Roster updated: {result.summary()}.", "ok")
     return redirect(url_for("admin.people"), code=303)
-

@@ -16,7 +16,7 @@ from ..models import Event, Link, Policy, Request, Staff
 from ..outbox import enqueue, request_key, resend_key
 from ..standing import current_cycle, overviews
 from . import bp, now
-from .forms import ExtendForm, ReasonForm
+from .forms import ExtendForm, PaperForm, ReasonForm
 
 
 NOT_CHANGED = "Nothing was changed: please fix the problem shown below."
@@ -30,7 +30,7 @@ def _forms(slug: str, bound: tuple[str, object] | None = None) -> dict:
     """The forms of one policy's section: fresh ones, except the one just submitted with errors."""
     forms = {"extend": ExtendForm(prefix=f"{slug}-extend", formdata=None),
              "exempt": ReasonForm(prefix=f"{slug}-exempt", formdata=None),
-             "paper": ReasonForm(prefix=f"{slug}-paper", formdata=None)}
+             "paper": PaperForm(prefix=f"{slug}-paper", formdata=None)}
     if bound is not None:
         forms[bound[0]] = bound[1]
     return forms
@@ -58,7 +58,8 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
     return render_template("admin/person.html", active="people", person=person, sections=sections,
                            history=history, tz=svc.calendar.tz, problem=problem,
                            today=svc.calendar.local_date(moment), describe=describe,
-                           within=within(svc)), status
+                           within=within(svc), confirm_by=lambda req: planner.due_date(
+                               req.reminded_at, svc.calendar, req.due_extended_to)), status
 
 
 @bp.route("/people/<id:staff_id>")
@@ -168,10 +169,10 @@ def extend(staff_id: int, slug: str):
         if day <= cal.local_date(moment):
             raise Refused("The new due date must be after today; nothing was changed.")
         # Before the first reminder goes, only an earlier extension sets a due date.
-        current = req.overdue_at or req.due_extended_to
-        if current is not None and day <= cal.local_date(current):
+        current = planner.due_date(req.reminded_at, cal, req.due_extended_to)
+        if current is not None and day <= current:
             raise Refused("The new due date must be later than their current one, "
-                          f"{cal.local_date(current):%A %-d %B %Y}; nothing was changed.")
+                          f"{current:%A %-d %B %Y}; nothing was changed.")
         if cal.slot(day) >= cal.cycle_opens(req.cycle.year + 1):
             raise Refused("The new due date must be before next year's cycle opens; nothing was "
                           "changed.")
@@ -205,11 +206,11 @@ def exempt(staff_id: int, slug: str):
 
 @bp.route("/people/<id:staff_id>/<slug>/paper", methods=["POST"])
 def paper(staff_id: int, slug: str):
-    form = ReasonForm(prefix=f"{slug}-paper")
-    if not form.validate():
-        return _page(staff_id, (slug, "paper", form), problem=NOT_CHANGED, status=400)
     svc = services()
     moment = now()
+    form = PaperForm(prefix=f"{slug}-paper", today=svc.calendar.local_date(moment))
+    if not form.validate():
+        return _page(staff_id, (slug, "paper", form), problem=NOT_CHANGED, status=400)
     try:
         # The request must exist before confirm.record, which writes in its own transaction.
         with svc.db.write() as session:
@@ -223,7 +224,8 @@ def paper(staff_id: int, slug: str):
     except Refused as exc:
         return _page(staff_id, problem=str(exc), status=409)
     recorded = confirm.record(svc, request_id, version, method="paper", now=moment,
-                              actor=current_user.email, reason=form.reason.data.strip())
+                              actor=current_user.email, reason=form.note.data or None,
+                              signed_on=form.signed_on.data, paper_kept=form.kept.data)
     if not recorded:
         return _page(staff_id, problem=f"{name} had already confirmed; the first record stands.",
                      status=409)
@@ -252,7 +254,9 @@ def describe(event: Event) -> str:
         "reminded": "reminder sent" + (f" (follow-up {d['stage']})" if d.get("stage") else ""),
         "escalated": "named in the head teacher's digest",
         "delivery_failed": f"email not delivered: {d.get('reason', '')}",
-        "confirmed": (f"confirmed ({d.get('method', 'self')})"
+        "confirmed": (f"confirmed ({d.get('method', 'self')}"
+                      + (f", signed {_day(d['signed_on'])}" if d.get("signed_on") else "")
+                      + (f", kept in {d['paper_kept']}" if d.get("paper_kept") else "") + ")"
                       + (f": {d['reason']}" if d.get("reason") else "")),
         "resend_queued": "link resent",
         "link_reissued": f"old links stopped ({d.get('revoked', 0)}), new link sent",
@@ -261,3 +265,11 @@ def describe(event: Event) -> str:
         "exempted": f"exempted for this cycle: {d.get('reason', '')}",
     }
     return words.get(event.kind, event.kind.replace("_", " "))
+
+
+def _day(iso: str) -> str:
+    """A date from the event log in words: "Friday 28 August 2026"."""
+    try:
+        return f"{dt.date.fromisoformat(iso):%A %-d %B %Y}"
+    except ValueError:
+        return iso

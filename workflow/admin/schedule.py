@@ -29,14 +29,15 @@ def in_words(svc: Services) -> list[str]:
         "on their start date.",
         f"Follow-ups go {days} days after a person's first reminder, while they have not confirmed."
         if s.reminder_after_days else "No follow-ups are sent after the first reminder.",
-        f"A person is overdue {s.escalate_after_days} days after their first reminder. The head "
-        f"teacher ({svc.config.head_teacher.name}) gets a digest when anyone first becomes "
-        f"overdue, then every {s.digest_every_days} days while anyone is.",
+        f"Each reminder asks the person to confirm by the date {s.escalate_after_days} days "
+        "after their first reminder; they are overdue from the next day. The head teacher "
+        f"({svc.config.head_teacher.name}) gets a digest on the first day anyone is overdue, "
+        f"then every {s.digest_every_days} days while anyone is.",
         f"Every scheduled email goes at {s.send_time:%H:%M} local time.",
     ]
     if s.working_days_only:
-        lines.append(f"A send that falls on a weekend or a public holiday ({s.holidays}) moves to "
-                     "the next working day.")
+        lines.append(f"A send or a date to confirm by that falls on a weekend or a public "
+                     f"holiday ({s.holidays}) moves to the next working day.")
     lines.append(f"The scheduler checks every {svc.config.scheduler.interval_seconds} seconds.")
     return lines
 
@@ -68,7 +69,7 @@ def test_email():
     ctx = {"person": SimpleNamespace(name="Sample Person", email=current_user.email),
            "policy": policy, "stage": planner.REMINDER,
            "stage_label": planner.stage_label(planner.REMINDER),
-           "due_date": planner.overdue_at(moment, cal).astimezone(cal.tz), "first_sent": None,
+           "due_date": planner.due_date(moment, cal), "first_sent": None,
            "policy_note": note, "link": svc.config.setting.base_url + SAMPLE_LINK}
     message = mailer.make_message("reminder", "Sample Person", current_user.email, ctx)
     message.subject = f"[SAMPLE - test email] {message.subject}"
