@@ -68,3 +68,11 @@ def test_digest_renders_everyone_overdue(monkeypatch):
     monkeypatch.setattr(digest, "STAFF", 25)
     figures = digest.run()
     assert figures["s"] > 0 and figures["bytes"] > 25 * 20
+
+
+def test_startup_times_each_command_as_a_new_process():
+    from bench import startup
+
+    figures = startup.run()  # _best() fails if a command fails
+    assert set(figures) == {"version_s", "help_s", "report_s"}
+    assert all(0 < s < 30 for s in figures.values())
