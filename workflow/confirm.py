@@ -33,9 +33,6 @@ class Gone(Exception):
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    # The [setting] contact line is on every page staff may see, the app's own error pages
-    # (web.py) among them, so every template has it; base.html shows it on pages marked staff_page.
-    app.context_processor(lambda: {"contact": services().config.setting.contact})
 
 
 class Version(NamedTuple):

@@ -37,7 +37,10 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/", "index", index)
-    app.context_processor(lambda: {"setting_name": services().config.setting.name})
+    # Every page has the setting's name, and its contact line (base.html shows that on the pages
+    # staff see, the error pages among them: those mark themselves staff_page).
+    app.context_processor(lambda: {"setting_name": services().config.setting.name,
+                                   "contact": services().config.setting.contact})
 
 
 def _refuse_nul():
