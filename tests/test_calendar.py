@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from workflow.calendar import Calendar
-from workflow.config import Schedule
+from workflow.config import Closure, Schedule
 
 LONDON = ZoneInfo("Europe/London")
 UTC = dt.timezone.utc
@@ -151,3 +151,23 @@ def test_cycle_year_at_a_year_boundary_uses_the_local_year():
     london = calendar(annual_open=(1, 1))
     assert london.cycle_year(utc(2027, 1, 1, 7, 59)) == 2026
     assert london.cycle_year(utc(2027, 1, 1, 8, 0)) == 2027
+
+
+CHRISTMAS = Closure("Christmas holiday", D(2026, 12, 19), D(2027, 1, 4))
+INSET = Closure("INSET day", D(2026, 9, 1), D(2026, 9, 1))
+
+
+def test_no_send_goes_on_a_closure_day_and_dates_move_past_it():
+    cal = Calendar(calendar().schedule, LONDON, (CHRISTMAS, INSET))
+    assert cal.closure_name(D(2026, 12, 24)) == "Christmas holiday"
+    assert cal.closure_name(D(2027, 1, 5)) is None
+    assert cal.send_day(D(2026, 12, 21)) == D(2027, 1, 5)  # Monday of the holiday: Tue 5 Jan
+    assert cal.send_day(D(2026, 9, 1)) == D(2026, 9, 2)    # the INSET day itself
+    assert cal.slot(D(2026, 9, 1)) == utc(2026, 9, 2, 7, 0)
+    assert cal.send_day(D(2026, 12, 18)) == D(2026, 12, 18)  # the last day of term is open
+
+
+def test_a_closure_moves_sends_even_without_working_days_only():
+    cal = Calendar(calendar(working_days_only=False).schedule, LONDON, (CHRISTMAS,))
+    assert cal.send_day(D(2026, 12, 26)) == D(2027, 1, 5)
+    assert cal.send_day(D(2027, 1, 9)) == D(2027, 1, 9)  # a Saturday, but weekends are allowed

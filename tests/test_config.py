@@ -86,6 +86,8 @@ def _one_line_exit_2(result, *needles: str) -> str:
     return lines[0]
 
 
+STATEMENTS = ('statements = ["I have re-read the policy.", "No child or parent is my online '
+              'friend or follower."]')
 BAD = [
     # (what is replaced, by what, words the one line must contain)
     ('timezone = "Europe/London"', 'timezone = "Europe/Lundon"', ["[setting] timezone", "Europe/Lundon"]),
@@ -138,6 +140,12 @@ BAD = [
      ["[setting] contact", "one line"]),
     ('base_url = "http://signoff.test"', 'base_url = "http://signoff.test"\ncontact = 42',
      ["[setting] contact"]),
+    (STATEMENTS, STATEMENTS + '\n[[closure]]\nname = "Christmas"\nfrom = "2026-12-19"\n'
+     'to = "04/01/2027"', ["[closure 1] to", "YYYY-MM-DD"]),
+    (STATEMENTS, STATEMENTS + '\n[[closure]]\nname = "Christmas"\nfrom = "2026-12-19"\n'
+     'to = "2026-12-01"', ["[closure 1] to", "before from"]),
+    (STATEMENTS, STATEMENTS + '\n[[closure]]\nname = "Christmas"\nfrom = "2026-12-19"\n'
+     'until = "2027-01-04"', ["[closure 1] until", "not a known key"]),
 ]
 
 

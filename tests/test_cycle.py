@@ -207,6 +207,36 @@ def test_followups_and_digest_move_off_weekends_and_bank_holidays(story):
     assert s.tick("2026-09-15 08:00") == [(HEAD, "digest")]
 
 
+CLOSURES = """
+[[closure]]
+name = "INSET days"
+from = "2026-09-01"
+to = "2026-09-02"
+
+[[closure]]
+name = "Half term"
+from = 2026-09-24
+to = 2026-09-25
+"""
+
+
+def test_nothing_goes_while_the_setting_is_closed_and_dates_move_past_closures(story):
+    s = story()
+    s.config.write_text(s.config.read_text() + CLOSURES)
+    plan = s.cli("plan", "--from", "2026-09-01T08:00", "--to", "2026-09-30", config=s.config)
+    amira = [line for line in plan.output.splitlines() if "amira@" in line]
+    assert amira[0].startswith("2026-09-03 Thu 08:00  first reminder")
+    assert amira[0].endswith("; after INSET days")
+    assert s.tick("2026-09-01 08:00") == [] and s.tick("2026-09-02 08:00") == []
+    assert s.tick("2026-09-03 08:00") == [(a, "reminder") for a in STAFF]
+    # 21 days on is Thu 24 Sep, half term: the date to confirm by moves past it and the weekend.
+    assert "by 28 September" in s.last("amira@example.org", "reminder")["Subject"]
+    assert s.tick("2026-09-10 08:00") == [(a, "followup") for a in STAFF]
+    assert s.tick("2026-09-17 08:00") == [(a, "followup") for a in STAFF]
+    assert s.tick("2026-09-28 08:00") == []  # on their date nobody is overdue
+    assert s.tick("2026-09-29 08:00") == [(HEAD, "digest")]
+
+
 def test_an_opening_on_a_saturday_before_a_bank_holiday_waits_for_tuesday(story):
     s = story(annual_open="08-29")
     plan = s.cli("plan", "--from", "2026-08-29T08:00", "--to", "2026-09-02", config=s.config)

@@ -48,7 +48,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
     app.extensions["signoff"] = Services(
         config=config,
         db=db or Database(config.database.url),
-        calendar=Calendar(config.schedule, config.setting.timezone),
+        calendar=Calendar(config.schedule, config.setting.timezone, config.closures),
     )
     csrf.init_app(app)
 

@@ -1,4 +1,5 @@
-"""The school calendar: when a cycle opens, and which local days and times a scheduled send may use.
+"""The school calendar: when a cycle opens, and which local days and times a scheduled send may use:
+never a day the setting is closed, and with `working_days_only` never a weekend or public holiday.
 
 Pure functions of the schedule and a date or aware datetime; no database, no clock.
 """
@@ -9,13 +10,14 @@ import datetime as dt
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from .config import Schedule
+from .config import Closure, Schedule
 
 
 class Calendar:
-    def __init__(self, schedule: Schedule, tz: ZoneInfo):
+    def __init__(self, schedule: Schedule, tz: ZoneInfo, closures: tuple[Closure, ...] = ()):
         self.schedule = schedule
         self.tz = tz
+        self.closures = closures
 
     @cached_property
     def _holidays(self):
@@ -32,11 +34,15 @@ class Calendar:
     def holiday_name(self, day: dt.date) -> str | None:
         return self._holidays.get(day)
 
+    def closure_name(self, day: dt.date) -> str | None:
+        """The closure `day` falls in (e.g. "Christmas holiday"), if any."""
+        return next((c.name for c in self.closures if c.first <= day <= c.last), None)
+
     def send_day(self, day: dt.date) -> dt.date:
-        """The day a send planned for `day` actually goes: the next working day if that is on."""
-        if not self.schedule.working_days_only:
-            return day
-        while not self.is_working_day(day):
+        """The day a send planned for `day` actually goes, and a date to confirm by moves to: the
+        next day the setting is open (and, with `working_days_only`, a working day)."""
+        while self.closure_name(day) is not None or (self.schedule.working_days_only
+                                                     and not self.is_working_day(day)):
             day += dt.timedelta(days=1)
         return day
 

@@ -57,7 +57,8 @@ class Context:
 
             config = config_mod.load(self.config_path)
             self._svc = Services(config=config, db=Database(config.database.url),
-                                 calendar=Calendar(config.schedule, config.setting.timezone))
+                                 calendar=Calendar(config.schedule, config.setting.timezone,
+                                                   config.closures))
         return self._svc
 
     def ready(self):

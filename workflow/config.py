@@ -95,6 +95,15 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Closure:
+    """Days the setting is closed (a holiday, an INSET day): no scheduled email goes on them."""
+
+    name: str
+    first: dt.date  # inclusive
+    last: dt.date   # inclusive
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     setting: Setting
@@ -105,6 +114,7 @@ class Config:
     scheduler: Scheduler
     web: Web
     policies: tuple[Policy, ...]
+    closures: tuple[Closure, ...] = ()
 
 
 class _Reader:
@@ -197,7 +207,8 @@ def load(path: Path | str) -> Config:
 def parse(data: dict[str, Any], path: Path) -> Config:
     folder = path.parent
     top = _Reader(path, "top level", data, {"setting", "head_teacher", "database", "mail",
-                                            "schedule", "scheduler", "web", "policy"})
+                                            "schedule", "scheduler", "web", "policy",
+                                            "closure"})
 
     def table(name: str, known: set[str], required: bool = True) -> _Reader:
         value = top.get(name, dict, {} if not required else ...)
@@ -304,8 +315,34 @@ def parse(data: dict[str, Any], path: Path) -> Config:
                                statements=tuple(x.strip() for x in statements),
                                reminder_note=p.text("reminder_note", "") or None))
 
+    closures = tuple(_closure(path, index, item)
+                     for index, item in enumerate(top.get("closure", list, []), start=1))
     return Config(path=path, setting=setting, head_teacher=head, database=database, mail=mail,
-                  schedule=schedule, scheduler=scheduler, web=web, policies=tuple(policies))
+                  schedule=schedule, scheduler=scheduler, web=web, policies=tuple(policies),
+                  closures=closures)
+
+
+def _closure(path: Path, index: int, item: Any) -> Closure:
+    if not isinstance(item, dict):
+        _Reader(path, "top level", {}, set()).fail("closure", "each [[closure]] must be a table")
+    c = _Reader(path, f"closure {index}", item, {"name", "from", "to"})
+
+    def day(key: str) -> dt.date:
+        value = c.get(key, (str, dt.date))
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            c.fail(key, f"{value!r} is not a date as YYYY-MM-DD")
+
+    first, last = day("from"), day("to")
+    if last < first:
+        c.fail("to", f"{last} is before from ({first})")
+    name = c.text("name")
+    if len(name) > 100:
+        c.fail("name", "must be at most 100 characters")
+    return Closure(name=name, first=first, last=last)
 
 
 def _resolve_sqlite(url: str, folder: Path) -> str:

@@ -149,7 +149,7 @@ def demo_config(port: int, mail_port: int) -> str:
 
 def instructions(config: config_mod.Config, config_path: Path, port: int, mail_url: str) -> str:
     """What to open and what to try, with fast-forward dates worked out by the real calendar."""
-    cal = Calendar(config.schedule, config.setting.timezone)
+    cal = Calendar(config.schedule, config.setting.timezone, config.closures)
     now = dt.datetime.now(dt.timezone.utc)
     sched = config.schedule
     followup = planner.followup_due(now, 1, cal).astimezone(cal.tz)

@@ -112,15 +112,16 @@ def _first_reminder_why(cal, year: int, opens: dt.datetime, start_date: dt.date 
 
 
 def _moved(cal, when: dt.datetime, planned: dt.date) -> str:
-    """Say why a send goes later than its planned day: the weekend or public holidays it skipped.
+    """Say why a send goes later than its planned day: the closures, weekend or public holidays it
+    skipped.
     One that is late only because the timeline starts after its day (asked at once) skipped none."""
     if when > cal.slot(planned):
         return ""
     skipped, day = [], planned
     while day < cal.local_date(when):
-        skipped.append(cal.holiday_name(day) or day.strftime("%A"))
+        skipped.append(cal.closure_name(day) or cal.holiday_name(day) or day.strftime("%A"))
         day += dt.timedelta(days=1)
-    return f"; after {', '.join(skipped)}" if skipped else ""
+    return f"; after {', '.join(dict.fromkeys(skipped))}" if skipped else ""  # each name once
 
 
 def render(svc: Services, session: Session, start: dt.datetime, end: dt.datetime) -> Iterator[str]:
