@@ -9,6 +9,7 @@ import http.client
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -191,6 +192,13 @@ def test_serve_refuses_big_bodies_unread_and_outlasts_slow_clients(setup, cli, s
             t.start()
         for t in burst:
             t.join()
+
+        # The silent ones are cut: 30 s without a byte (checked every 5 s) closes a connection.
+        started = time.monotonic()
+        for sock in held:
+            sock.settimeout(max(1.0, 45 - (time.monotonic() - started)))
+            assert sock.recv(1) == b"", "a silent connection was kept open"
+        assert time.monotonic() - started < 45
     finally:
         for sock in held:
             sock.close()
