@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import html
-import re
 from typing import NamedTuple
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
@@ -79,23 +77,7 @@ def _visit(token: str) -> tuple[Row, Markup]:
         if row.revoked_at is not None:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
-        return row, _without_title(policies.html(conn, row.version_id, row.sha256), row.title)
-
-
-_FIRST_HEADING = re.compile(r"\s*<h2>([^<]*)</h2>\n?")
-
-
-def _without_title(policy_html: Markup, title: str) -> Markup:
-    """The policy text without its opening heading where that only repeats the policy's title:
-    the page's <h1> shows the title already, and a long page should not begin with it twice."""
-    found = _FIRST_HEADING.match(policy_html)
-    if found and _folded(html.unescape(found.group(1))) == _folded(title):
-        return Markup(policy_html[found.end():])
-    return policy_html
-
-
-def _folded(text: str) -> str:
-    return " ".join(text.split()).casefold()
+        return row, policies.html(conn, row.version_id, row.sha256, row.title)
 
 
 @functools.lru_cache(maxsize=16)

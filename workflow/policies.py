@@ -28,23 +28,28 @@ def _markdown():
 # from the database and rendered once per process: every GET of the confirmation page shows one of
 # a few texts, and fetching and parsing the whole policy each time cost more than the rest of the
 # page together. One entry per distinct text ever served, so it stays small.
-_html: dict[str, Markup] = {}
+_html: dict[tuple[str, str], Markup] = {}
 
 
-def html(conn: Connection, version_id: int, text_sha256: str) -> Markup:
-    """The text of policy version `version_id` (whose SHA-256 is `text_sha256`) as HTML."""
-    found = _html.get(text_sha256)
+def html(conn: Connection, version_id: int, text_sha256: str, title: str = "") -> Markup:
+    """The text of policy version `version_id` (whose SHA-256 is `text_sha256`) as HTML, for a
+    page whose <h1> is `title`."""
+    found = _html.get((text_sha256, title))
     if found is None:
         text = conn.scalars(select(PolicyVersion.content).filter_by(id=version_id)).one()
-        found = _html[sha256(text)] = _render(text)
+        found = _html[sha256(text), title] = _render(text, title)
     return found
 
 
-def _render(text: str) -> Markup:
+def _render(text: str, title: str = "") -> Markup:
     """Markdown to HTML, headings one level down: the page's own <h1> is the policy's title, and a
-    page has one <h1> (screen readers list the headings as the page's outline)."""
+    page has one <h1> (screen readers list the headings as the page's outline). An opening heading
+    that only repeats `title` is left out: the page would begin with the title twice."""
     markdown = _markdown()
     tokens = markdown.parse(text)
+    if (len(tokens) >= 3 and tokens[0].type == "heading_open"
+            and _folded(tokens[1].content) == _folded(title)):
+        tokens = tokens[3:]
     for token in tokens:
         if token.type in ("heading_open", "heading_close"):
             token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
@@ -97,3 +102,7 @@ def configured(session: Session, config: Config) -> list[Policy]:
     slugs = [p.slug for p in config.policies]
     found = {p.slug: p for p in session.scalars(select(Policy).where(Policy.slug.in_(slugs)))}
     return [found[s] for s in slugs if s in found]
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
