@@ -8,6 +8,7 @@ docs/benchmarks.md has it. Exits 1 when a target is missed.
 - the opening-day tick for 50,000 staff: the peak memory of its one process (< 300 MB)
 - the opening-day tick for 5,000 staff to a local sink: milliseconds per message sent (< 5 ms)
 - pacing at max_per_minute = 600: 300 messages take 30 s ± 5%, ≤ 600 in any 60 s, ≤ 11 in any 1 s
+- the console's people page at 50,000 staff: by name, by status, a search (< 300 ms, < 200 KB)
 - start-up, as a new process: `signoff --version` and `--help` (< 0.3 s), `report` on six people
   (< 0.6 s); SQLite only, as it is what a command imports that counts
 
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import databases, digest, idle, memory, pacing, send_cost, startup, web
+from . import console, databases, digest, idle, memory, pacing, send_cost, startup, web
 
 
 def main() -> int:
@@ -59,6 +60,13 @@ def main() -> int:
                 "≥ 0.6", w["ratio"] >= 0.6)
             row(db, "confirmation page p99 latency", f"{w['page_p99_ms']:.0f} ms", "< 50 ms",
                 w["page_p99_ms"] < 50)
+
+            k = console.run(db_url=new_url() if new_url else None)
+            for what, key in (("by name", "people"), ("by status", "people_by_status"),
+                              ("a search", "people_search")):
+                row(db, f"console people page, 50,000 staff, {what}",
+                    f"{k[key + '_s'] * 1000:.0f} ms, {k[key + '_kb']:.0f} KB", "< 300 ms, < 200 KB",
+                    k[key + "_s"] < 0.3 and k[key + "_kb"] < 200)
 
             d = digest.run(db_url=new_url() if new_url else None)
             row(db, "digest with 5,000 overdue people", f"{d['s'] * 1000:.0f} ms", "< 1 s",

@@ -215,3 +215,27 @@ def test_the_overdue_filter_shows_only_overdue_people(admin, app):
                                            .get_data(as_text=True))
     odd = admin.get("/admin/people?status=nonsense")
     assert odd.status_code == 200 and "Amira Khan" in odd.get_data(as_text=True)
+
+
+def test_a_long_roster_is_paged_and_sorted_across_pages(admin, app, cli, console):
+    more = console.parent / "many.csv"
+    more.write_text("name,email\n" + "".join(f"Zed {n:03},zed{n:03}@example.org\n"
+                                             for n in range(150)))
+    assert cli("staff", "import", str(more), config=console).exit_code == 0
+    first = flat(admin.get("/admin/people").get_data(as_text=True))
+    assert "153 people on the roster. Showing 1 to 100." in first and "Page 1 of 2" in first
+    assert "Amira Khan" in first and "Zed 096" in first and "Zed 097" not in first
+    second = admin.get("/admin/people?page=2").get_data(as_text=True)
+    assert "Zed 097" in second and "Zed 149" in second and "Amira Khan" not in second
+    assert 'href="/admin/people?sort=name&amp;page=1">Previous' in second
+    # Sorted by status in the database: Amira (confirmed) comes after every pending person.
+    sid = staff_id(app, "amira@example.org")
+    post(admin, f"/admin/people/{sid}/social-media/paper",
+         {"signed_on": "2026-09-01", "kept": "Staff file"}, prefix="social-media-paper")
+    admin.get("/admin/people")  # the flash about the paper sign-off, read
+    table = lambda url: admin.get(url).get_data(as_text=True).split("<tbody>")[1]  # noqa: E731
+    by_status = table("/admin/people?sort=status&page=2")
+    assert by_status.rindex("status-pending") < by_status.index("Amira Khan")
+    assert "Amira Khan" not in table("/admin/people?sort=status")
+    assert "1 of 153 people confirmed" in flat(
+        admin.get("/admin/people?status=confirmed").get_data(as_text=True))

@@ -76,3 +76,10 @@ def test_startup_times_each_command_as_a_new_process():
     figures = startup.run()  # _best() fails if a command fails
     assert set(figures) == {"version_s", "help_s", "report_s"}
     assert all(0 < s < 30 for s in figures.values())
+
+
+def test_console_people_page_is_timed_signed_in():
+    from bench import console
+
+    figures = console.run(staff=150)  # run() asserts each page answered 200 to a signed-in admin
+    assert figures["people_kb"] > 10 and figures["people_search_kb"] < figures["people_kb"]

@@ -4,32 +4,32 @@ are not ones we know, the admin says which column is which."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from .. import events, roster
+from .. import events, policies, roster, standing
 from ..policies import setting_id
 from ..services import services
-from ..models import RosterUpload, Staff
-from ..standing import overviews
+from ..models import Policy, RosterUpload, Staff
 from . import bp, now
 from .forms import ApplyForm, ColumnsForm, StaffForm, UploadForm
 
-SORTS = {
-    "name": lambda p: (p["person"].name.lower(), p["person"].email),
-    "email": lambda p: p["person"].email,
-    "role": lambda p: ((p["person"].role or "").lower(), p["person"].name.lower()),
-    "status": lambda p: (p["rank"], p["person"].name.lower()),
-    "start": lambda p: (p["person"].start_date or dt.date.min, p["person"].name.lower()),
-}
 # Most in need of attention first when sorting by status.
 RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "inactive": 4}
+PAGE = 100  # people a page: a roster of 50,000 is searched, filtered and paged in the database
+
+
+def _sorts(rank):
+    """Each sort's ORDER BY, the person's name (then address) breaking ties."""
+    name = (func.lower(Staff.name), Staff.email)
+    return {"name": name, "email": (Staff.email,), "role": (func.lower(Staff.role), *name),
+            "status": (rank, *name), "start": (Staff.start_date.is_not(None), Staff.start_date,
+                                               *name)}
 
 
 @bp.route("/people")
@@ -38,32 +38,54 @@ def people():
     q = request.args.get("q", "").strip()[:200]
     sort = request.args.get("sort", "name")
     wanted = request.args.get("status", "")
+    page = request.args.get("page", "1")
+    page = int(page) if page.isdigit() and 0 < len(page) < 7 and int(page) > 0 else 1
     problem = None
-    if sort not in SORTS:
+    moment = now()
+    # Each person's status in each policy's current cycle (standing's one definition), and their
+    # most pressing one for sorting.
+    each = (standing.people(svc, moment, who=true())
+            .with_only_columns(Staff.id.label("staff_id"), Policy.id.label("policy_id"),
+                               standing.status(moment).label("status")).order_by(None).subquery())
+    ranks = (select(each.c.staff_id, func.min(case(RANK, value=each.c.status, else_=9))
+                    .label("rank")).group_by(each.c.staff_id).subquery())
+    sorts = _sorts(ranks.c.rank)
+    if sort not in sorts:
         problem = f"Cannot sort by {sort[:40]!r}; sorted by name instead."
         sort = "name"
     if wanted and wanted not in RANK:
         problem = f"There is no status {wanted[:40]!r}; showing everyone."
         wanted = ""
     with svc.db.read() as session:
-        cycles = overviews(svc, session, now(), include_inactive=True)
-    rows: dict[int, dict] = {}
-    for overview in cycles:
-        for s in overview.people:
-            row = rows.setdefault(s.person.id, {"person": s.person, "statuses": [], "rank": 9})
-            row["statuses"].append((overview.policy, s.status))
-            row["rank"] = min(row["rank"], RANK.get(s.status, 9))
-    found = list(rows.values())
-    if wanted:
-        found = [r for r in found if any(s == wanted for _, s in r["statuses"])]
-    if q:
-        needle = q.lower()
-        found = [r for r in found if needle in r["person"].name.lower()
-                 or needle in r["person"].email or needle in (r["person"].role or "").lower()]
-    found.sort(key=SORTS[sort])
-    return render_template("admin/people.html", active="people", rows=found, q=q, sort=sort,
-                           sorts=list(SORTS), policies=[o.policy for o in cycles],
-                           wanted=wanted, statuses=list(RANK), problem=problem, total=len(rows),
+        everyone = select(Staff).where(Staff.setting_id == setting_id(session))
+        found = everyone
+        if q:
+            needle = q.lower()
+            found = found.where(or_(func.lower(Staff.name).contains(needle, autoescape=True),
+                                    Staff.email.contains(needle, autoescape=True),
+                                    func.lower(Staff.role).contains(needle, autoescape=True)))
+        if wanted:
+            found = found.where(Staff.id.in_(select(each.c.staff_id)
+                                             .where(each.c.status == wanted)))
+        total = session.scalar(select(func.count()).select_from(everyone.subquery()))
+        matched = session.scalar(select(func.count()).select_from(found.subquery()))
+        if sort == "status":
+            found = found.outerjoin(ranks, ranks.c.staff_id == Staff.id)
+        shown = list(session.scalars(found.order_by(*sorts[sort])
+                                     .limit(PAGE).offset((page - 1) * PAGE)))
+        configured = policies.configured(session, svc.config)
+        statuses: dict[tuple[int, int], str] = {
+            (sid, pid): status for sid, pid, status in session.execute(
+                standing.people(svc, moment, who=Staff.id.in_([p.id for p in shown]))
+                .with_only_columns(Staff.id, Policy.id, standing.status(moment))
+                .order_by(None))}
+    rows = [{"person": p, "statuses": [(c, statuses.get((p.id, c.id), ""))
+                                       for c in configured]} for p in shown]
+    pages = max(1, -(-matched // PAGE))
+    return render_template("admin/people.html", active="people", rows=rows, q=q, sort=sort,
+                           sorts=list(sorts), policies=configured, wanted=wanted,
+                           statuses=list(RANK), problem=problem, total=total, matched=matched,
+                           page=min(page, pages), pages=pages, first=(page - 1) * PAGE + 1,
                            upload=UploadForm())
 
 
