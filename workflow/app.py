@@ -11,7 +11,6 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from . import resources
-from .calendar import Calendar
 from .config import Config
 from .db import Database
 from .services import Services
@@ -45,11 +44,7 @@ def create_app(config: Config, db: Database | None = None) -> Flask:
         TRUSTED_HOSTS=[urlsplit(config.setting.base_url).hostname, "localhost", "127.0.0.1",
                        "[::1]"],
     )
-    app.extensions["signoff"] = Services(
-        config=config,
-        db=db or Database(config.database.url),
-        calendar=Calendar(config.schedule, config.setting.timezone, config.closures),
-    )
+    app.extensions["signoff"] = Services.of(config, db)
     csrf.init_app(app)
 
     from . import admin, confirm, mailer, web

@@ -51,14 +51,9 @@ class Context:
     def services(self) -> Services:
         if self._svc is None:
             from . import config as config_mod
-            from .calendar import Calendar
-            from .db import Database
             from .services import Services
 
-            config = config_mod.load(self.config_path)
-            self._svc = Services(config=config, db=Database(config.database.url),
-                                 calendar=Calendar(config.schedule, config.setting.timezone,
-                                                   config.closures))
+            self._svc = Services.of(config_mod.load(self.config_path))
         return self._svc
 
     def ready(self):
@@ -207,9 +202,8 @@ def staff_import(ctx: Context, file: Path, full: bool, dry_run: bool) -> None:
         result = roster.apply(session, setting_id, parsed.rows, now,
                               actor=f"import:{file.name}", full=full)
     click.echo(f"{file}: {result.summary()}")
-    for line in result.lines():
-        if "made inactive" in line:  # who stops getting reminders is never a surprise
-            click.echo(line)
+    for line in result.inactive_lines():  # who stops getting reminders is never a surprise
+        click.echo(line)
 
 
 @cli.group()

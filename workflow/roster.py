@@ -263,6 +263,8 @@ class Plan:
     deactivated: list[Row] = field(default_factory=list)  # `active` says no
     missing: list[Leaver] = field(default_factory=list)   # a full list leaves them out
     unchanged: int = 0
+    # The people it read, by address: `apply` changes these, without reading them again.
+    stored: dict[str, Staff] = field(default_factory=dict, repr=False)
 
     @property
     def changes(self) -> int:
@@ -273,10 +275,15 @@ class Plan:
                 f"{len(self.deactivated) + len(self.missing)} made inactive, "
                 f"{self.unchanged} unchanged")
 
-    def lines(self) -> list[str]:
-        """Each change on a line of its own (the command's --dry-run, and its list of leavers)."""
+    def inactive_lines(self) -> list[str]:
+        """Who stops getting reminders, a line each: the command always says."""
         out = [f"  made inactive (not in the full list): {p.name} <{p.email}>" for p in self.missing]
-        out += [f"  made inactive (line {r.line}): {r.name} <{r.email}>" for r in self.deactivated]
+        return out + [f"  made inactive (line {r.line}): {r.name} <{r.email}>"
+                      for r in self.deactivated]
+
+    def lines(self) -> list[str]:
+        """Each change on a line of its own (the command's --dry-run)."""
+        out = self.inactive_lines()
         out += [f"  added (line {r.line}): {r.name} <{r.email}>" for r in self.added]
         for row, changes in self.updated:
             said = "; ".join(f"{LABELS.get(a, a)} {shown(b)} → {shown(c)}"
@@ -301,11 +308,11 @@ def plan(session: Session, setting_id: int | None, rows: list[Row], full: bool =
     """What importing `rows` would change, read-only. `full`: the rows are the whole staff list,
     so every active person not in them is made inactive."""
     result = Plan()
-    existing = {s.email: s for s in session.scalars(
+    result.stored = {s.email: s for s in session.scalars(
         select(Staff).where(Staff.setting_id == setting_id,
                             Staff.email.in_([r.email for r in rows])))}
     for row in rows:
-        person = existing.get(row.email)
+        person = result.stored.get(row.email)
         if person is None:
             result.added.append(row)
             continue
@@ -325,9 +332,11 @@ def plan(session: Session, setting_id: int | None, rows: list[Row], full: bool =
             result.updated.append((row, changes))
     if full:
         listed = {r.email for r in rows}
-        result.missing = [Leaver(s.name, s.email) for s in session.scalars(
-            select(Staff).where(Staff.setting_id == setting_id, Staff.active)
-            .order_by(Staff.name, Staff.email)) if s.email not in listed]
+        for s in session.scalars(select(Staff).where(Staff.setting_id == setting_id, Staff.active)
+                                 .order_by(Staff.name, Staff.email)):
+            if s.email not in listed:
+                result.missing.append(Leaver(s.name, s.email))
+                result.stored[s.email] = s
     return result
 
 
@@ -345,19 +354,13 @@ def apply(session: Session, setting_id: int, rows: list[Row], now: dt.datetime,
         session.flush()
         events.record(session, "staff_added", now, actor=actor, staff_id=person.id,
                       name=row.name, active=person.active)
-    changed = [(row, changes) for row, changes in result.updated]
-    changed += [(row, {"active": (True, False)}) for row in result.deactivated]
-    by_email = {s.email: s for s in session.scalars(
-        select(Staff).where(Staff.setting_id == setting_id,
-                            Staff.email.in_([r.email for r, _ in changed])))}
-    for row, changes in changed:
-        _update(session, by_email[row.email], changes, now, actor)
-    if result.missing:
-        for person in session.scalars(select(Staff).where(
-                Staff.setting_id == setting_id,
-                Staff.email.in_([p.email for p in result.missing]))):
-            _update(session, person, {"active": (True, False)}, now, actor,
-                    why="not in the full staff list")
+    for row, changes in result.updated:
+        _update(session, result.stored[row.email], changes, now, actor)
+    for row in result.deactivated:
+        _update(session, result.stored[row.email], {"active": (True, False)}, now, actor)
+    for leaver in result.missing:
+        _update(session, result.stored[leaver.email], {"active": (True, False)}, now, actor,
+                why="not in the full staff list")
     return result
 
 

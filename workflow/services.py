@@ -16,6 +16,12 @@ class Services:
     db: Database
     calendar: Calendar
 
+    @classmethod
+    def of(cls, config: Config, db: Database | None = None) -> Services:
+        """What the config describes: its database (or `db`) and its calendar."""
+        return cls(config=config, db=db or Database(config.database.url),
+                   calendar=Calendar(config.schedule, config.setting.timezone, config.closures))
+
 
 def services() -> Services:
     """The app's, within a request or an app context."""

@@ -57,10 +57,10 @@ def _dummy_hash() -> str:
     return generate_password_hash("an unknown address still costs one hash", method="scrypt")
 
 
-def begin_attempt(email: str, ip: str, now: dt.datetime) -> int | None:
+def begin_attempt(email: str, ip: str, moment: dt.datetime) -> int | None:
     """Count this attempt (as failed until proven otherwise); None when the limit is reached."""
     with services().db.write() as session:
-        since = now - WINDOW
+        since = moment - WINDOW
         last_ok = session.scalar(select(func.max(LoginAttempt.at))
                                  .where(LoginAttempt.email == email, LoginAttempt.ok))
         address_since = max(since, last_ok) if last_ok else since
@@ -70,8 +70,8 @@ def begin_attempt(email: str, ip: str, now: dt.datetime) -> int | None:
         by_ip = session.scalar(failed.where(LoginAttempt.ip == ip, LoginAttempt.at > since))
         if by_address >= PER_ADDRESS or by_ip >= PER_IP:
             return None
-        session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - KEEP))
-        attempt = LoginAttempt(at=now, email=email, ip=ip, ok=False)
+        session.execute(delete(LoginAttempt).where(LoginAttempt.at < moment - KEEP))
+        attempt = LoginAttempt(at=moment, email=email, ip=ip, ok=False)
         session.add(attempt)
         session.flush()
         return attempt.id

@@ -250,13 +250,19 @@ def choose_columns():
     return _preview(found.id)
 
 
-def _mine(upload_id: str | None) -> RosterUpload | None:
+def _upload_id(text: str | None) -> int | None:
+    """The upload a form names, if it names one at all (a forged value names none)."""
+    return int(text) if text and text.isdigit() and len(text) <= 9 else None
+
+
+def _mine(text: str | None) -> RosterUpload | None:
     """This admin's upload, by the id a form carried."""
-    if not upload_id or not upload_id.isdigit() or len(upload_id) > 9:
+    upload_id = _upload_id(text)
+    if upload_id is None:
         return None
     with services().db.read() as session:
         return session.scalars(select(RosterUpload).where(
-            RosterUpload.id == int(upload_id), RosterUpload.admin_id == current_user.id)).first()
+            RosterUpload.id == upload_id, RosterUpload.admin_id == current_user.id)).first()
 
 
 def _headings(data: bytes, name: str) -> list[str]:
@@ -307,15 +313,15 @@ def _upload_page(status: int = 200, **ctx):
 @bp.route("/people/upload/apply", methods=["POST"])
 def apply_upload():
     form = ApplyForm()
-    upload_id = form.upload.data or ""
+    upload_id = _upload_id(form.upload.data)
     gone = _upload_page(problems=[GONE], status=400)
-    if not form.validate() or not upload_id.isdigit() or len(upload_id) > 9:
+    if not form.validate() or upload_id is None:
         return gone
     try:
         with services().db.write() as session:
             # Taking the row is what makes an upload apply once: a second apply finds nothing.
             taken = session.execute(delete(RosterUpload).where(
-                RosterUpload.id == int(upload_id), RosterUpload.admin_id == current_user.id)
+                RosterUpload.id == upload_id, RosterUpload.admin_id == current_user.id)
                 .returning(RosterUpload.data, RosterUpload.name, RosterUpload.full,
                            RosterUpload.columns)).first()
             if taken is None:
