@@ -14,7 +14,7 @@ from ports import free_port
 from sqlalchemy import insert, select
 
 from workflow import config as config_mod
-from workflow import policies, resources
+from workflow import library, policies, resources
 from workflow.app import create_app
 from workflow.db import upgrade
 from workflow.models import Cycle, Request, Staff
@@ -87,7 +87,8 @@ def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | No
     upgrade(svc.db.url)
     now = OPEN - dt.timedelta(days=30)
     with svc.db.write() as session:
-        setting_id = policies.sync(session, svc.config, now)
+        library.seed(session, svc.config, now)
+        setting_id = policies.setting_id(session)
         session.execute(insert(Staff), [
             {"setting_id": setting_id, "email": f"person{i:06}@example.org",
              "name": f"Person {i:06}", "role": "Practitioner", "start_date": None, "active": True,
@@ -101,9 +102,9 @@ def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | No
 def _requests(svc, sent_at: dt.datetime) -> None:
     from workflow import planner
 
-    cal = svc.calendar
     with svc.db.write() as session:
-        policy = policies.configured(session, svc.config)[0]
+        policy = svc.library(session).policies[0]
+        cal = policy.calendar
         year = cal.cycle_year(sent_at)
         cycle = Cycle(policy_id=policy.id, year=year, opens_at=cal.cycle_opens(year),
                       created_at=sent_at)

@@ -32,11 +32,11 @@ def tick_job(app: Flask, stopping: threading.Event) -> None:
 def build(app: Flask, stopping: threading.Event) -> BlockingScheduler:
     svc = app.extensions["signoff"]
     interval = svc.config.scheduler.interval_seconds
-    scheduler = BlockingScheduler(timezone=svc.calendar.tz)
+    scheduler = BlockingScheduler(timezone=svc.tz)
     scheduler.add_job(
         tick_job, "interval", args=[app, stopping], id=JOB_ID, replace_existing=True,
         seconds=interval,
-        next_run_time=dt.datetime.now(svc.calendar.tz),  # first tick at once, not after one interval
+        next_run_time=dt.datetime.now(svc.tz),  # first tick at once, not after one interval
         coalesce=True,  # after a pause, one catch-up run, not one per missed interval
         max_instances=1,
         misfire_grace_time=max(interval, 3600),
@@ -59,6 +59,6 @@ def run(app: Flask) -> None:
     signal.signal(signal.SIGINT, stop)
     svc = app.extensions["signoff"]
     log.info("scheduler started: tick every %ss (%s)", svc.config.scheduler.interval_seconds,
-             svc.calendar.tz.key)
+             svc.tz.key)
     scheduler.start()
     log.info("scheduler stopped")

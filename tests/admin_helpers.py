@@ -96,3 +96,41 @@ def staff_id(app, email: str) -> int:
 
     with app.extensions["signoff"].db.read() as session:
         return session.scalar(select(Staff.id).where(Staff.email == email))
+
+
+def previewed(page) -> str:
+    """The fingerprint a preview page carries for its Save button."""
+    found = re.search(r'name="previewed" type="hidden" value="([0-9a-f]{64})"',
+                      page.get_data(as_text=True))
+    assert found, page.get_data(as_text=True)
+    return found.group(1)
+
+
+def save_policy(client, url: str, fields: dict):
+    """Fill in the policy form at `url` (/admin/policies/new, or a policy's page), preview the
+    change and save it, as the office manager does: (the preview page, the saved response)."""
+    preview = post(client, url, {**fields, "action": "preview"})
+    assert preview.status_code == 200, preview.get_data(as_text=True)
+    saved = post(client, url, {**fields, "action": "save", "previewed": previewed(preview)})
+    return preview, saved
+
+
+def policy_fields(client, policy_id: int) -> dict:
+    """The policy form's fields as the edit page shows them."""
+    import html as html_mod
+
+    page = client.get(f"/admin/policies/{policy_id}").get_data(as_text=True)
+    fields = {}
+    for name in ("title", "reminder_note", "audience", "annual_open", "send_time",
+                 "reminder_after_days", "escalate_after_days"):
+        found = re.search(rf'<input[^>]*name="{name}"[^>]*>', page)
+        value = re.search(r'value="([^"]*)"', found.group(0)) if found else None
+        fields[name] = html_mod.unescape(value.group(1)) if value else ""
+    for name in ("text", "statements"):
+        found = re.search(rf'<textarea[^>]*name="{name}"[^>]*>(.*?)</textarea>', page, re.S)
+        fields[name] = html_mod.unescape(found.group(1)).removeprefix("\n") if found else ""
+    chosen = re.search(r'<select[^>]*name="working_days_only".*?</select>', page, re.S)
+    picked = re.search(r'<option selected value="([^"]*)"|<option value="([^"]*)" selected',
+                       chosen.group(0)) if chosen else None
+    fields["working_days_only"] = (picked.group(1) or picked.group(2) or "") if picked else ""
+    return fields

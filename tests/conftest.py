@@ -205,12 +205,14 @@ DEFAULTS: dict[str, Any] = dict(annual_open="09-01", reminder_after_days="[7, 14
                                 interval_seconds=300)
 
 
-def write_config(folder: Path, db_url: str, smtp_port: int, **overrides: Any) -> Path:
+def write_config(folder: Path, db_url: str, smtp_port: int, extra: str = "",
+                 **overrides: Any) -> Path:
+    """The test config; `extra` is TOML added at its end (more policies, closures)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "policies" / "social-media.md", folder / "policy.md")
     values = {**DEFAULTS, **overrides}
     path = folder / "signoff.toml"
-    path.write_text(CONFIG.format(db_url=db_url, smtp_port=smtp_port, **values))
+    path.write_text(CONFIG.format(db_url=db_url, smtp_port=smtp_port, **values) + extra)
     return path
 
 

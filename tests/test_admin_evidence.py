@@ -12,7 +12,7 @@ import io
 import time_machine
 from sqlalchemy import select
 
-from admin_helpers import ADMIN, PASSWORD, sign_in
+from admin_helpers import ADMIN, PASSWORD, policy_fields, save_policy, sign_in
 from conftest import ROOT, at, link_in
 from helpers import confirm_by_page
 from workflow import config as config_mod
@@ -62,6 +62,17 @@ class Console:
         rows = {row["email"]: row for row in (dict(zip(header, r)) for r in table[1:])}
         return header, rows, page
 
+    def edit_text(self, text: str, when: str) -> None:
+        """The office manager replaces the policy's text in the console."""
+        with time_machine.travel(at(when), tick=False):
+            client = self.app.test_client()
+            assert sign_in(client).status_code == 303
+            with self.app.extensions["signoff"].db.read() as session:
+                policy_id = session.scalar(select(Policy.id).filter_by(slug="social-media"))
+            _, saved = save_policy(client, f"/admin/policies/{policy_id}",
+                                   {**policy_fields(client, policy_id), "text": text})
+            assert saved.status_code == 303, saved.get_data(as_text=True)
+
     def close(self):
         self.app.extensions["signoff"].db.dispose()
 
@@ -106,11 +117,12 @@ def test_evidence_is_the_people_each_cycle_asked(setup, cli, smtp, tmp_path):
         assert sorted(_report(cli, config, "2026-09-10T12:00+01:00")) == [
             "amira@example.org", "dan@example.org"]
 
-        # A year on, with a new policy text and Erin new on the roster.
-        (tmp_path / "policy.md").write_text("# Use of Social Media Policy\n\nRevised for 2027.\n")
+        # A year on, with a new policy text (typed in the console) and Erin new on the roster.
+        revised = "# Use of Social Media Policy\n\nRevised for 2027.\n"
+        console.edit_text(revised, "2027-08-20 10:00")
         _tick(cli, config, "2027-09-01T09:00+01:00")
         _import(cli, config, "name,email\nErin Walsh,erin@example.org\n")
-        text_2027 = hashlib.sha256((tmp_path / "policy.md").read_bytes()).hexdigest()
+        text_2027 = hashlib.sha256(revised.encode()).hexdigest()
 
         _, rows, page = console.look("2027-09-10 12:00", 2026)
         assert sorted(rows) == ["amira@example.org", "ben@example.org", "chloe@example.org"]

@@ -170,7 +170,7 @@ def test_known_as_and_groups_are_edited_on_the_person_form(admin, app):
     assert saved.status_code == 303
     ben = _people(app)["ben@example.org"]
     assert (ben.name, ben.first_name, ben.groups) == ("Benjamin Lewis", "Ben",
-                                                       ["teaching", "First Aid"])
+                                                       ("teaching", "First Aid"))
     page = flat(admin.get(f"/admin/people/{sid}").get_data(as_text=True))
     assert "Known as Ben" in page and "Groups teaching; First Aid" in page
     form = admin.get(f"/admin/people/{sid}/edit").get_data(as_text=True)

@@ -85,7 +85,6 @@ def test_a_tick_that_finds_another_opening_the_cycle_waits_and_carries_on(setup,
     """PostgreSQL runs two ticks' opening of the cycle side by side (SQLite queues whole write
     transactions): the second waits for the first's row and must then use it, not fail."""
     from workflow import config as config_mod
-    from workflow import policies
     from workflow.app import create_app
     from workflow.models import Cycle
 
@@ -93,9 +92,9 @@ def test_a_tick_that_finds_another_opening_the_cycle_waits_and_carries_on(setup,
     svc = create_app(config_mod.load(config)).extensions["signoff"]
     try:
         with svc.db.write() as other:  # another tick, half-way through opening the 2026 cycle
-            policy = policies.configured(other, svc.config)[0]
-            other.add(Cycle(policy_id=policy.id, year=2026, opens_at=svc.calendar.cycle_opens(2026),
-                            created_at=svc.calendar.cycle_opens(2026)))
+            policy = svc.library(other).policies[0]
+            opens = policy.calendar.cycle_opens(2026)
+            other.add(Cycle(policy_id=policy.id, year=2026, opens_at=opens, created_at=opens))
             other.flush()
             proc = subprocess.Popen([*SIGNOFF, "--config", str(config), "tick", "--at",
                                      "2026-09-01T08:00+01:00"], stdout=subprocess.PIPE,

@@ -221,8 +221,7 @@ to = 2026-09-25
 
 
 def test_nothing_goes_while_the_setting_is_closed_and_dates_move_past_closures(story):
-    s = story()
-    s.config.write_text(s.config.read_text() + CLOSURES)
+    s = story(extra=CLOSURES)
     plan = s.cli("plan", "--from", "2026-09-01T08:00", "--to", "2026-09-30", config=s.config)
     amira = [line for line in plan.output.splitlines() if "amira@" in line]
     assert amira[0].startswith("2026-09-03 Thu 08:00  first reminder")

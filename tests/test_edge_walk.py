@@ -146,11 +146,22 @@ def query_names() -> list[str]:
 
 def real_values(app, smtp) -> dict[str, list]:
     """Real values for each path argument the routes have; the first is used by default."""
-    with app.extensions["signoff"].db.read() as session:
+    import datetime as dt
+
+    from workflow.models import Closure, Policy
+
+    with app.extensions["signoff"].db.write() as session:
         staff = list(session.scalars(select(Staff.id).order_by(Staff.id)))
         cycles = list(session.scalars(select(Cycle.id).order_by(Cycle.id)))
+        policies = list(session.scalars(select(Policy.id).order_by(Policy.id)))
+        closure = Closure(setting_id=1, name="Half term", first=dt.date(2026, 10, 26),
+                          last=dt.date(2026, 10, 30), created_at=dt.datetime.now(dt.timezone.utc))
+        session.add(closure)
+        session.flush()
+        closures = [closure.id]
     token = urlsplit(link_in(smtp.inbox.to("amira@example.org")[0])).path.rsplit("/", 1)[1]
-    return {"staff_id": staff, "cycle_id": cycles, "slug": ["social-media"], "token": [token]}
+    return {"staff_id": staff, "cycle_id": cycles, "slug": ["social-media"], "token": [token],
+            "policy_id": policies, "closure_id": closures}
 
 
 def build(rule, values: dict) -> str:

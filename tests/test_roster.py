@@ -261,8 +261,8 @@ def test_an_excel_file_with_a_byte_order_mark_semicolons_and_known_as_names(setu
     stored = people(config)
     assert len(stored) == 4  # AMIRA@example.org is Amira: one person
     ben = stored["ben@example.org"]
-    assert (ben.name, ben.first_name, ben.groups) == ("Benjamin Lewis", "Ben", ["teaching"])
-    assert stored["amira@example.org"].groups == ["teaching", "first aid"]
+    assert (ben.name, ben.first_name, ben.groups) == ("Benjamin Lewis", "Ben", ("teaching",))
+    assert stored["amira@example.org"].groups == ("teaching", "first aid")
     chloe = stored["chloe@example.org"]
     assert (chloe.name, chloe.first_name, chloe.role) == \
         ("Chloé Évans", "Chloé", "Teacher; Early Years")

@@ -155,15 +155,18 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @cli.command()
 @pass_ctx
 def init(ctx: Context) -> None:
-    """Create or upgrade the database and load the configured policies (idempotent)."""
-    from . import policies
+    """Create or upgrade the database; the first time, take in the config's policies (idempotent)."""
+    from . import library
     from .db import upgrade
 
     svc = ctx.services
     upgrade(svc.db.url)
     with svc.db.write() as session:
-        policies.sync(session, svc.config, dt.datetime.now(dt.timezone.utc))
-    click.echo(f"database ready; policies loaded: {', '.join(p.slug for p in svc.config.policies)}")
+        notice = library.seed(session, svc.config, dt.datetime.now(dt.timezone.utc))
+        slugs = [e.slug for e in svc.library(session).policies]
+    if notice:
+        click.echo(f"notice: {notice}", err=True)
+    click.echo(f"database ready; policies in use: {', '.join(slugs) or 'none'}")
 
 
 @cli.group()
@@ -179,7 +182,7 @@ def staff() -> None:
 @pass_ctx
 def staff_import(ctx: Context, file: Path, full: bool, dry_run: bool) -> None:
     """Upsert the roster from a staff list (CSV as schools export it); all or nothing."""
-    from . import policies, roster
+    from . import library, policies, roster
 
     try:
         data = file.read_bytes()
@@ -198,7 +201,7 @@ def staff_import(ctx: Context, file: Path, full: bool, dry_run: bool) -> None:
             click.echo(line)
         return
     with svc.db.write() as session:
-        setting_id = policies.sync(session, svc.config, now)
+        setting_id = library.ensure_setting(session, svc.config).id
         result = roster.apply(session, setting_id, parsed.rows, now,
                               actor=f"import:{file.name}", full=full)
     click.echo(f"{file}: {result.summary()}")
@@ -243,7 +246,7 @@ def admin_list(ctx: Context) -> None:
     admins = accounts.listing(ctx.ready())
     if not admins:
         click.echo("no admins yet: add one with `signoff admin add EMAIL`")
-    tz = ctx.services.calendar.tz
+    tz = ctx.services.tz
     for a in admins:
         last = a.last_login_at.astimezone(tz).isoformat(timespec="minutes") if a.last_login_at else "never"
         click.echo(f"{a.email}  last signed in: {last}")
@@ -272,7 +275,7 @@ def tick(ctx: Context, at: dt.datetime | None) -> None:
 
     svc = ctx.ready()
     with ctx.app.app_context():
-        result = tick_mod.run(svc, _now(at, svc.calendar.tz))
+        result = tick_mod.run(svc, _now(at, svc.tz))
     click.echo(result.summary())
     for failure in result.delivery.failure_lines:
         click.echo(f"  failed: {failure}", err=True)
@@ -293,8 +296,8 @@ def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None) -> No
     from . import timeline
 
     svc = ctx.ready()
-    start = _now(start, svc.calendar.tz)
-    end = _now(end, svc.calendar.tz) if end else start + dt.timedelta(weeks=8)
+    start = _now(start, svc.tz)
+    end = _now(end, svc.tz) if end else start + dt.timedelta(weeks=8)
     if end <= start:
         _fail(click.get_current_context(), "--to must be after --from", 2)
     with svc.db.read() as session:
@@ -313,8 +316,25 @@ def report(ctx: Context, fmt: str, at: dt.datetime | None) -> None:
 
     svc = ctx.ready()
     with svc.db.read() as session:
-        rows = reports.rows(svc, session, _now(at, svc.calendar.tz))
+        rows = reports.rows(svc, session, _now(at, svc.tz))
         click.echo(reports.to_csv(rows) if fmt == "csv" else reports.to_text(rows), nl=False)
+
+
+@cli.group()
+def policy() -> None:
+    """The setting's policies, as stored in the database."""
+
+
+@policy.command("export")
+@pass_ctx
+def policy_export(ctx: Context) -> None:
+    """Print the policies, their schedules and audiences, and the closures as TOML."""
+    from . import library, policies
+
+    svc = ctx.ready()
+    with svc.db.read() as session:
+        click.echo(library.export(session, policies.setting_id(session), svc.config.setting.name,
+                                  dt.datetime.now(svc.tz)), nl=False)
 
 
 @cli.command()

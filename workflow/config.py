@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -87,11 +87,16 @@ class Web:
 
 @dataclass(frozen=True)
 class Policy:
+    """A [[policy]] table: what `signoff init` takes into a database that has no policies yet."""
+
     slug: str
     title: str
-    file: Path
+    file: Path | None  # where its text came from, if from a file
+    text: str  # the Markdown
     statements: tuple[str, ...]
     reminder_note: str | None  # one more thing the reminder asks, e.g. "check your privacy settings"
+    audience: tuple[str, ...] = ()  # roster groups; empty: everyone
+    schedule: dict[str, Any] = field(default_factory=dict)  # its own [schedule] keys, as written
 
 
 @dataclass(frozen=True)
@@ -257,26 +262,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     if mail.use_tls and mail.use_ssl:
         m.fail("use_ssl", "use_tls (STARTTLS) and use_ssl (implicit TLS) cannot both be true")
 
-    sc = table("schedule", {"annual_open", "send_time", "reminder_after_days", "escalate_after_days",
-                            "digest_every_days", "working_days_only", "holidays"})
-    annual_open = _month_day(sc, sc.text("annual_open", "09-01"))
-    send_time = _clock(sc, sc.text("send_time", "08:00"))
-    after = sc.get("reminder_after_days", list, [7, 14])
-    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 365 for v in after):
-        sc.fail("reminder_after_days", f"expected a list of whole numbers of days (1-365), got {after!r}")
-    if list(after) != sorted(set(after)):
-        sc.fail("reminder_after_days", f"must be increasing with no repeats, got {after!r}")
-    holiday_code = sc.text("holidays", "GB-ENG")
-    _check_holidays(sc, holiday_code)
-    schedule = Schedule(
-        annual_open=annual_open,
-        send_time=send_time,
-        reminder_after_days=tuple(after),
-        escalate_after_days=sc.whole("escalate_after_days", 1, 365, 21),
-        digest_every_days=sc.whole("digest_every_days", 1, 365, 7),
-        working_days_only=sc.get("working_days_only", bool, True),
-        holidays=holiday_code,
-    )
+    schedule = parse_schedule(top.get("schedule", dict), path, "schedule")
 
     r = table("scheduler", {"interval_seconds"}, required=False)
     scheduler = Scheduler(interval_seconds=r.whole("interval_seconds", 5, 86400, 300))
@@ -293,33 +279,108 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     for index, item in enumerate(raw_policies, start=1):
         if not isinstance(item, dict):
             top.fail("policy", "each [[policy]] must be a table")
-        p = _Reader(path, f"policy {index}", item, {"slug", "title", "file", "statements",
-                                                                 "reminder_note"})
-        slug = p.text("slug")
-        if not slug.replace("-", "").isalnum() or slug.lower() != slug:
-            p.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
-        if slug in seen:
-            p.fail("slug", f"{slug!r} is used by an earlier [[policy]]")
-        seen.add(slug)
-        file = (folder / p.text("file")).resolve()
-        if not file.is_file():
-            p.fail("file", f"{file} does not exist")
-        try:
-            file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            p.fail("file", f"{file} cannot be read as UTF-8 text ({exc})")
-        statements = p.get("statements", list)
-        if not statements or any(not isinstance(x, str) or not x.strip() for x in statements):
-            p.fail("statements", "expected a non-empty list of statements (text)")
-        policies.append(Policy(slug=slug, title=p.text("title"), file=file,
-                               statements=tuple(x.strip() for x in statements),
-                               reminder_note=p.text("reminder_note", "") or None))
+        policy = _policy(path, f"policy {index}", item, schedule)
+        if policy.slug in seen:
+            _Reader(path, f"policy {index}", {}, set()).fail(
+                "slug", f"{policy.slug!r} is used by an earlier [[policy]]")
+        seen.add(policy.slug)
+        policies.append(policy)
 
     closures = tuple(_closure(path, index, item)
                      for index, item in enumerate(top.get("closure", list, []), start=1))
     return Config(path=path, setting=setting, head_teacher=head, database=database, mail=mail,
                   schedule=schedule, scheduler=scheduler, web=web, policies=tuple(policies),
                   closures=closures)
+
+
+SCHEDULE_KEYS = ("annual_open", "send_time", "reminder_after_days", "escalate_after_days",
+                 "digest_every_days", "working_days_only", "holidays")
+DEFAULT_SCHEDULE = {"annual_open": "09-01", "send_time": "08:00", "reminder_after_days": [7, 14],
+                    "escalate_after_days": 21, "digest_every_days": 7, "working_days_only": True,
+                    "holidays": "GB-ENG"}
+
+
+def parse_schedule(values: dict[str, Any], path: Path | str, table: str,
+                   base: Schedule | None = None, stored: bool = False) -> Schedule:
+    """A [schedule] table (or a policy's own, its other keys from `base`) as a Schedule. Errors
+    name `path: [table] key`. A `stored` one was checked when it was written: its holidays code
+    is not checked again."""
+    sc = _Reader(Path(path), table, values, set(SCHEDULE_KEYS))
+    defaults = schedule_values(base) if base is not None else DEFAULT_SCHEDULE
+    annual_open = _month_day(sc, sc.text("annual_open", defaults["annual_open"]))
+    send_time = _clock(sc, sc.text("send_time", defaults["send_time"]))
+    after = sc.get("reminder_after_days", list, list(defaults["reminder_after_days"]))
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 365 for v in after):
+        sc.fail("reminder_after_days", f"expected a list of whole numbers of days (1-365), got {after!r}")
+    if list(after) != sorted(set(after)):
+        sc.fail("reminder_after_days", f"must be increasing with no repeats, got {after!r}")
+    holiday_code = sc.text("holidays", defaults["holidays"])
+    if not stored and ("holidays" in values or base is None):
+        _check_holidays(sc, holiday_code)
+    return Schedule(
+        annual_open=annual_open,
+        send_time=send_time,
+        reminder_after_days=tuple(after),
+        escalate_after_days=sc.whole("escalate_after_days", 1, 365,
+                                     defaults["escalate_after_days"]),
+        digest_every_days=sc.whole("digest_every_days", 1, 365, defaults["digest_every_days"]),
+        working_days_only=sc.get("working_days_only", bool, defaults["working_days_only"]),
+        holidays=holiday_code,
+    )
+
+
+def schedule_values(schedule: Schedule) -> dict[str, Any]:
+    """A Schedule as its [schedule] table's keys and values (as stored, and exported)."""
+    month, day = schedule.annual_open
+    return {"annual_open": f"{month:02d}-{day:02d}",
+            "send_time": schedule.send_time.strftime("%H:%M"),
+            "reminder_after_days": list(schedule.reminder_after_days),
+            "escalate_after_days": schedule.escalate_after_days,
+            "digest_every_days": schedule.digest_every_days,
+            "working_days_only": schedule.working_days_only,
+            "holidays": schedule.holidays}
+
+
+POLICY_KEYS = {"slug", "title", "file", "text", "statements", "reminder_note", "audience",
+               "schedule"}
+AUDIENCE_MAX = 100  # characters in a group's name, as the roster's
+
+
+def _policy(path: Path, table: str, item: dict[str, Any], base: Schedule) -> Policy:
+    """One [[policy]]: its text from `file` (relative to the config) or given as `text`."""
+    p = _Reader(path, table, item, POLICY_KEYS)
+    slug = p.text("slug")
+    if not slug.replace("-", "").isalnum() or slug.lower() != slug or not slug.isascii():
+        p.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
+    if ("file" in item) == ("text" in item):
+        p.fail("file", "give the policy's text as file = \"…\" or as text = \"\"\"…\"\"\" (one of them)")
+    file = None
+    if "file" in item:
+        file = (path.parent / p.text("file")).resolve()
+        if not file.is_file():
+            p.fail("file", f"{file} does not exist")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            p.fail("file", f"{file} cannot be read as UTF-8 text ({exc})")
+    else:
+        text = p.get("text", str)  # as written: its hash is the version's
+        if not text.strip():
+            p.fail("text", "must not be empty")
+    statements = p.get("statements", list)
+    if not statements or any(not isinstance(x, str) or not x.strip() for x in statements):
+        p.fail("statements", "expected a non-empty list of statements (text)")
+    audience = p.get("audience", list, [])
+    if any(not isinstance(g, str) or not g.strip() or len(g.strip()) > AUDIENCE_MAX
+           for g in audience):
+        p.fail("audience", f"expected a list of roster group names, got {audience!r}")
+    overrides = p.get("schedule", dict, {})
+    parse_schedule(overrides, path, f"{table} schedule", base)  # checked; stored as written
+    return Policy(slug=slug, title=p.text("title"), file=file, text=text,
+                  statements=tuple(x.strip() for x in statements),
+                  reminder_note=p.text("reminder_note", "") or None,
+                  audience=tuple(dict.fromkeys(g.strip() for g in audience)),
+                  schedule=dict(overrides))
 
 
 def _closure(path: Path, index: int, item: Any) -> Closure:

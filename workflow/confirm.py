@@ -18,9 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from wtforms import BooleanField, HiddenField
 
-from . import events, mailer, policies, tokens
+from . import events, library, mailer, policies, tokens
 from .services import services
-from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Staff
+from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Setting, Staff
 
 bp = Blueprint("confirm", __name__)
 
@@ -45,14 +45,17 @@ _current_version = aliased(PolicyVersion)
 # Everything the page needs, in one statement built once: the link, its request, person, cycle,
 # policy, the policy's current version (not its text: see policies.html) and any confirmation.
 _PAGE = (
-    select(Link.revoked_at, Request.id.label("request_id"), Request.exempt_at, Staff.name,
-           Staff.first_name, Cycle.year, Policy.title, PolicyVersion.id.label("version_id"),
+    select(Link.revoked_at, Request.id.label("request_id"), Request.exempt_at, Request.dropped_at,
+           Staff.name, Staff.first_name, Cycle.year, Policy.title, Policy.state,
+           Policy.schedule.label("own_schedule"), Setting.schedule.label("setting_schedule"),
+           PolicyVersion.id.label("version_id"),
            PolicyVersion.sha256, PolicyVersion.statements, Confirmation.confirmed_at,
            Confirmation.method, Confirmation.statements.label("confirmed_statements"))
     .join(Request, Request.id == Link.request_id)
     .join(Staff, Staff.id == Request.staff_id)
     .join(Cycle, Cycle.id == Request.cycle_id)
     .join(Policy, Policy.id == Cycle.policy_id)
+    .join(Setting, Setting.id == Policy.setting_id)
     .join(PolicyVersion, PolicyVersion.id == select(func.max(_current_version.id))
           .where(_current_version.policy_id == Cycle.policy_id).scalar_subquery())
     .outerjoin(Confirmation, Confirmation.request_id == Request.id)
@@ -71,7 +74,8 @@ def _visit(token: str) -> tuple[Row, Markup]:
         row = conn.execute(_PAGE, {"digest": tokens.digest(token)}).first()
         if row is None:
             abort(404)
-        if row.year != svc.calendar.cycle_year(_now()):
+        year = library.cycle_year(row.setting_schedule, row.own_schedule, svc.tz, _now())
+        if row.year != year or row.state == "retired":
             raise Gone(f"This link was for the {row.year} review of the {row.title}, which has "
                        "closed. Your newest email has a link that works.")
         if row.revoked_at is not None:
@@ -114,11 +118,15 @@ def page(token: str):
         # Nor the version's hash: it is evidence, and means nothing to the person.
         confirmation = {"method": row.method, "statements": row.confirmed_statements}
         return render_template("confirmed.html", confirmation=confirmation,
-                               confirmed_local=row.confirmed_at.astimezone(svc.calendar.tz), **ctx)
+                               confirmed_local=row.confirmed_at.astimezone(svc.tz), **ctx)
     if row.exempt_at is not None:
         return render_template("message.html", title="Nothing to do",
                                text=f"{greeting}, you have been excused from this year's "
                                     f"review of the {row.title}. No action is needed.")
+    if row.dropped_at is not None:
+        return render_template("message.html", title="Nothing to do",
+                               text=f"{greeting}, the {row.title} no longer applies to you, so "
+                                    "there is nothing to confirm. No action is needed.")
     if request.method != "POST":
         # Nothing ticked yet: the page needs no form object, only the CSRF token and the version.
         return render_template("confirm.html", form=None, **ctx)

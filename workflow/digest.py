@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import events, planner, policies, sends, standing
+from . import events, planner, sends, standing
+from .library import Library
 from .services import Services
 from .models import Outbox, Policy, Request, Staff
 
@@ -30,12 +31,12 @@ class Overdue:
     delivery_problem: str | None  # as the report says it (`sends.problem`)
 
 
-def overdue_people(svc: Services, session: Session, now: dt.datetime) -> list[Overdue]:
+def overdue_people(lib: Library, session: Session, now: dt.datetime) -> list[Overdue]:
     """Everyone the console shows as overdue in a current cycle (see `standing`), longest overdue
     first."""
     sent, latest = sends.counts(now), sends.latest(now)
     rows = session.execute(
-        standing.people(svc, now)
+        standing.people(lib, now)
         .with_only_columns(Request.id, Staff.name, Staff.role, Staff.email, Policy.title,
                            standing.overdue_from(), func.coalesce(sent.c.n, 0), latest.c.status,
                            latest.c.last_error)
@@ -43,7 +44,7 @@ def overdue_people(svc: Services, session: Session, now: dt.datetime) -> list[Ov
         .outerjoin(latest, latest.c.request_id == Request.id)
         .where(standing.status_in(now, "overdue"))
         .order_by(None).order_by(standing.overdue_from(), func.lower(Staff.name), Staff.email))
-    cal = svc.calendar
+    cal = lib.calendar
     return [Overdue(rid, name, role or "", email, title, planner.due_date_before(overdue, cal),
                     planner.days_past(overdue, cal, now), count, sends.problem(status, error))
             for rid, name, role, email, title, overdue, count, status, error in rows]
@@ -59,12 +60,12 @@ class Undeliverable:
     problem: str
 
 
-def undeliverable(svc: Services, session: Session, now: dt.datetime) -> list[Undeliverable]:
+def undeliverable(lib: Library, session: Session, now: dt.datetime) -> list[Undeliverable]:
     """People not overdue yet whose latest email failed: the head teacher hears in the next digest,
     not weeks later when they become overdue (by then the bounced address has cost them the time)."""
     latest = sends.latest(now)
     rows = session.execute(
-        standing.people(svc, now)
+        standing.people(lib, now)
         .with_only_columns(Request.id, Staff.name, Staff.role, Staff.email, Policy.title,
                            latest.c.status, latest.c.last_error)
         .join(latest, latest.c.request_id == Request.id)
@@ -74,13 +75,13 @@ def undeliverable(svc: Services, session: Session, now: dt.datetime) -> list[Und
             for rid, name, role, email, title, status, error in rows]
 
 
-def summary(svc: Services, session: Session, now: dt.datetime) -> list[dict[str, Any]]:
+def summary(lib: Library, session: Session, now: dt.datetime) -> list[dict[str, Any]]:
     """Per policy whose current cycle is open: confirmed X of Y (Y leaves out exempt people) and
     how many are overdue, the dashboard's counts (`standing.tallies`), for the summary lines."""
-    found = standing.tallies(svc, session, now)
+    found = standing.tallies(lib, session, now)
     out = []
-    for policy in policies.configured(session, svc.config):
-        if standing.current_cycle(svc, session, policy, now) is None:
+    for policy in standing.in_use(lib, session):
+        if standing.current_cycle(lib, session, policy, now) is None:
             continue
         t = found.get(policy.id, standing.Tally())
         out.append({"policy": policy.title, "confirmed": t.confirmed, "total": t.expected,
@@ -94,35 +95,36 @@ def people_link(svc: Services) -> str:
 
 
 def digest_context(svc: Services, session: Session, now: dt.datetime) -> dict[str, Any]:
-    overdue = overdue_people(svc, session, now)
-    undelivered = undeliverable(svc, session, now)
-    return {"overdue": overdue, "summary": summary(svc, session, now),
+    lib = svc.library(session)
+    overdue = overdue_people(lib, session, now)
+    undelivered = undeliverable(lib, session, now)
+    return {"overdue": overdue, "summary": summary(lib, session, now),
             "undeliverable": undelivered,
             # The column and the word about wrong addresses only when there is a problem to show.
             "delivery_problems": any(p.delivery_problem for p in overdue),
             "any_problem": bool(undelivered) or any(p.delivery_problem for p in overdue),
             "people_link": people_link(svc),
-            "head": svc.config.head_teacher, "today": now.astimezone(svc.calendar.tz),
-            "digest_every_days": svc.config.schedule.digest_every_days}
+            "head": svc.config.head_teacher, "today": now.astimezone(lib.tz),
+            "digest_every_days": lib.calendar.schedule.digest_every_days}
 
 
-def last_digest_day(svc: Services, session: Session) -> dt.date | None:
+def last_digest_day(lib: Library, session: Session) -> dt.date | None:
     latest = session.scalars(select(Outbox.created_at)
                              .where(Outbox.kind == "digest", Outbox.status != "cancelled")
                              .order_by(Outbox.created_at.desc()).limit(1)).first()
-    return svc.calendar.local_date(latest) if latest else None
+    return lib.calendar.local_date(latest) if latest else None
 
 
-def next_due(svc: Services, session: Session, now: dt.datetime) -> dt.datetime | None:
+def next_due(session: Session, lib: Library, now: dt.datetime) -> dt.datetime | None:
     """When the next digest is due, counted from the first moment anyone still to confirm is (or
-    will be) overdue."""
-    earliest = session.scalar(standing.people(svc, now)
+    will be) overdue. On the setting's own schedule: one digest across all policies."""
+    earliest = session.scalar(standing.people(lib, now)
                               .with_only_columns(func.min(standing.overdue_from()))
                               .where(standing.status_in(now, "pending", "overdue"))
                               .order_by(None))
     if earliest is None:
         return None
-    return planner.next_digest_due(earliest, last_digest_day(svc, session), svc.calendar)
+    return planner.next_digest_due(earliest, last_digest_day(lib, session), lib.calendar)
 
 
 def mark_escalated(session: Session, row: Outbox, now: dt.datetime) -> None:

@@ -51,6 +51,9 @@ class Setting(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
+    # The setting's [schedule], as its TOML keys and values; every policy's schedule starts from
+    # it. NULL until the first `init` has taken the config's policy tables in (library.seed).
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Staff(Base):
@@ -64,9 +67,38 @@ class Staff(Base):
     role: Mapped[str] = mapped_column(String(100), default="")
     start_date: Mapped[dt.date | None] = mapped_column(Date)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    groups: Mapped[list[str]] = mapped_column(JSON, default=list)  # roster groups, e.g. "teaching"
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    group_rows: Mapped[list[StaffGroup]] = relationship(
+        cascade="all, delete-orphan", order_by="StaffGroup.id", lazy="selectin")
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Roster groups, e.g. ("teaching", "first aid"): what a policy's audience names."""
+        return tuple(g.name for g in self.group_rows)
+
+    @groups.setter
+    def groups(self, names) -> None:
+        # Rows whose name stays are kept: a new row beside the old one of the same name would
+        # break the unique constraint before the old one is deleted.
+        kept = {g.name: g for g in self.group_rows}
+        self.group_rows = [kept.get(n) or StaffGroup(name=n) for n in dict.fromkeys(names)]
+
+
+class StaffGroup(Base):
+    """One of a person's roster groups. Matched to a policy's audience ignoring case."""
+
+    __tablename__ = "staff_group"
+    __table_args__ = (UniqueConstraint("staff_id", "name"),
+                      Index("ix_staff_group_name", "name", "staff_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+
+
+# A policy's state: active ones are asked for and chased; paused ones are shown and counted but
+# nothing about them is sent; retired ones are gone from every page but their evidence.
+POLICY_STATES = ("active", "paused", "retired")
 
 
 class Policy(Base):
@@ -76,6 +108,45 @@ class Policy(Base):
     setting_id: Mapped[int] = mapped_column(ForeignKey("setting.id"))
     slug: Mapped[str] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(200))
+    # The keys of [schedule] this policy sets for itself ({}: all the setting's).
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reminder_note: Mapped[str | None] = mapped_column(Text)  # one more thing its reminder asks
+    state: Mapped[str] = mapped_column(String(10), default="active")
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the order pages list policies in
+    audience_rows: Mapped[list[PolicyAudience]] = relationship(
+        cascade="all, delete-orphan", order_by="PolicyAudience.id", lazy="selectin")
+
+    @property
+    def audience(self) -> tuple[str, ...]:
+        """The roster groups it is for; empty: everyone."""
+        return tuple(a.name for a in self.audience_rows)
+
+    @audience.setter
+    def audience(self, names) -> None:
+        kept = {a.name: a for a in self.audience_rows}
+        self.audience_rows = [kept.get(n) or PolicyAudience(name=n) for n in dict.fromkeys(names)]
+
+
+class PolicyAudience(Base):
+    """One roster group a policy is for."""
+
+    __tablename__ = "policy_audience"
+    __table_args__ = (UniqueConstraint("policy_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Closure(Base):
+    """Days the setting is closed (a holiday, INSET days), inclusive: nothing scheduled goes."""
+
+    __tablename__ = "closure"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    setting_id: Mapped[int] = mapped_column(ForeignKey("setting.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    first: Mapped[dt.date] = mapped_column(Date)
+    last: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime]
 
 
 class PolicyVersion(Base):
@@ -123,7 +194,10 @@ class Request(Base):
     due_extended_to: Mapped[dt.datetime | None]
     exempt_reason: Mapped[str | None] = mapped_column(Text)
     exempt_at: Mapped[dt.datetime | None]
-    closed_at: Mapped[dt.datetime | None]  # confirmed or exempt
+    # The person left the policy's audience (their groups, or its audience, changed) before
+    # confirming: nothing more is sent. Kept, never deleted; cleared if they are in it again.
+    dropped_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]  # confirmed, exempt or dropped
     cycle: Mapped[Cycle] = relationship()
     staff: Mapped[Staff] = relationship()
 

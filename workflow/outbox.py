@@ -30,7 +30,7 @@ from flask_mail import BadHeaderError, Message
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from . import digest, events, mailer, pacing, planner, tokens
+from . import digest, events, library, mailer, pacing, planner, tokens
 from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, Request, Staff,
                      UTCDateTime)
 from .services import Services
@@ -227,7 +227,7 @@ def waiting(svc: Services, session: Session, at: dt.datetime) -> tuple[int, str 
     recent = session.scalars(select(_O.sent_at).where(_O.sent_at > at - pacing.DAY)) \
         if cfg.max_per_day else []
     finish = pacing.all_sent_by(count, at, cfg.max_per_minute, cfg.max_per_day, recent)
-    return count, pacing.describe(count, "email", finish, cfg.max_per_minute, svc.calendar.tz)
+    return count, pacing.describe(count, "email", finish, cfg.max_per_minute, svc.tz)
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -262,6 +262,8 @@ class Sender:
         self.started = time.monotonic()
         self.conn: mailer.MailConnection | None = None
         self.held: Claim | None = None  # claimed, its outcome not yet committed
+        with svc.db.read() as session:
+            self.library = svc.library(session)  # the policies as stored when the run began
 
     def clock(self) -> dt.datetime:
         # The tick's `now` moved on by the time it has run: a paced run lasts hours, and each
@@ -335,11 +337,13 @@ class Sender:
                 request = session.scalars(_REQUEST_TO_COMPOSE,
                                           {"request_id": job.request_id}).one()
                 staff = request.staff
-                if request.closed_at is not None or not staff.active or not self._current(request):
+                entry = self.library.get(request.cycle.policy_id)
+                wanted = entry is not None and entry.active and self._current(request, entry)
+                if request.closed_at is not None or not staff.active or not wanted:
                     inactive = request.closed_at is None and not staff.active
                     return Composed(cancel=INACTIVE if inactive and job.stage is not None
                                     else UNWANTED)
-                ctx = reminder_context(self.svc, request, job.stage or planner.REMINDER,
+                ctx = reminder_context(self.svc, entry, request, job.stage or planner.REMINDER,
                                        self.clock())
                 ctx["link"] = f"{self.svc.config.setting.base_url}/c/{job.token}"
                 return Composed(mailer.make_message(job.kind, staff.name, staff.email, ctx))
@@ -352,9 +356,9 @@ class Sender:
         return Composed(mailer.make_message(job.kind, job.to_name, job.to_email,
                                             dict(job.payload or {})))
 
-    def _current(self, request: Request) -> bool:
+    def _current(self, request: Request, entry: library.Entry) -> bool:
         """A message for last year's cycle is not sent once this year's has opened."""
-        return request.cycle.year == self.svc.calendar.cycle_year(self.clock())
+        return request.cycle.year == entry.cycle_year(self.clock())
 
     # --- outcomes: each its own commit ---
 
@@ -376,7 +380,7 @@ class Sender:
             with self.svc.db.write_core() as conn:
                 conn.execute(_MARK_SENT, sent)
                 if job.kind in PERSONAL:
-                    staff_id = _advance(conn, self.svc, job.request_id, at)
+                    staff_id = _advance(conn, self.library, job.request_id, at)
                     events.record(conn, "invited" if job.stage == planner.REMINDER else "reminded",
                                   at, staff_id=staff_id, request_id=job.request_id,
                                   stage=job.stage, message_id=message.msgId)
@@ -404,7 +408,7 @@ class Sender:
                                                  "kind": row.kind, "reason": row.last_error})
                 staff_id = None
                 if row.kind in PERSONAL:  # their clock starts all the same
-                    staff_id = _advance(session, self.svc, row.request_id, at)
+                    staff_id = _advance(session, self.library, row.request_id, at)
                 events.record(session, "delivery_failed", at, staff_id=staff_id,
                               request_id=row.request_id, message=row.kind, to=row.to_email,
                               reason=row.last_error)
@@ -469,7 +473,7 @@ _MARK_SENT = (update(Outbox.__table__).where(_O.id == bindparam("outbox_id"))
                       claimed_until=None, claimed_by=None, last_error=None,
                       to_email=bindparam("to_email"), to_name=bindparam("to_name")))
 _STATE = (select(_R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
-                 _R.staff_id, Cycle.opens_at, Staff.start_date)
+                 _R.staff_id, Cycle.opens_at, Cycle.policy_id, Staff.start_date)
           .join(Cycle, _R.cycle_id == Cycle.id).join(Staff, _R.staff_id == Staff.id)
           .where(_R.id == bindparam("request_id")))
 _ADVANCE = (update(Request.__table__).where(_R.id == bindparam("request_id"))
@@ -477,14 +481,16 @@ _ADVANCE = (update(Request.__table__).where(_R.id == bindparam("request_id"))
                      ("reminded_at", "last_message_at", "overdue_at", "next_check_at")}))
 
 
-def _advance(conn, svc: Services, request_id: int, at: dt.datetime) -> int:
-    """The person's clock once a message to them has had its outcome, as the planner dates it.
-    Returns the person's id."""
+def _advance(conn, lib: library.Library, request_id: int, at: dt.datetime) -> int:
+    """The person's clock once a message to them has had its outcome, as the planner dates it on
+    the policy's calendar. Returns the person's id."""
     row = conn.execute(_STATE, {"request_id": request_id}).one()
+    entry = lib.get(row.policy_id)
+    cal = entry.calendar if entry is not None else lib.calendar  # retired while in the outbox
     clock = planner.after_send(planner.RequestState(
         cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
         reminded_at=row.reminded_at, last_message_at=row.last_message_at,
-        due_extended_to=row.due_extended_to), svc.calendar, at)
+        due_extended_to=row.due_extended_to), cal, at)
     conn.execute(_ADVANCE, {"request_id": request_id, "reminded_at": clock.reminded_at,
                             "last_message_at": clock.last_message_at,
                             "overdue_at": clock.overdue_at, "next_check_at": clock.next_check_at})
@@ -496,9 +502,10 @@ def _drop_link(session: Session, job: Claim) -> None:
         session.execute(delete(Link.__table__).where(Link.token_sha256 == job.link_sha256))
 
 
-def reminder_context(svc: Services, request: Request, stage: int,
+def reminder_context(svc: Services, entry: library.Entry, request: Request, stage: int,
                      now: dt.datetime) -> dict[str, Any]:
-    cal = svc.calendar
+    """What a reminder or follow-up about `request` (of the policy `entry`) says."""
+    cal = entry.calendar
     policy = request.cycle.policy
     return {
         "person": request.staff,
@@ -508,8 +515,7 @@ def reminder_context(svc: Services, request: Request, stage: int,
         "stage_label": planner.stage_label(stage),
         "due_date": planner.due_date(request.reminded_at or now, cal, request.due_extended_to),
         "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
-        "policy_note": next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug),
-                            None),
+        "policy_note": entry.reminder_note,
     }
 
 

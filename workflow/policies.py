@@ -1,18 +1,15 @@
-"""Policies from the config into the database: each distinct text (by SHA-256) becomes a version."""
+"""Policy texts: their SHA-256 (each distinct text is a version), and their Markdown as HTML."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-
 from functools import cache
 
 from markupsafe import Markup
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .models import Policy, PolicyVersion, Setting
+from .models import PolicyVersion, Setting
 
 
 @cache
@@ -63,45 +60,6 @@ def sha256(text: str) -> str:
 def setting_id(session: Session) -> int | None:
     """The setting this installation serves (one, for now)."""
     return session.scalar(select(Setting.id).order_by(Setting.id).limit(1))
-
-
-def sync(session: Session, config: Config, now: dt.datetime) -> int:
-    """Make the setting and every configured policy current; returns the setting's id. Idempotent."""
-    # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises): two ticks that find
-    # a changed policy at once must not both add the new version.
-    setting = session.scalars(select(Setting).order_by(Setting.id).limit(1)
-                              .with_for_update()).first()
-    if setting is None:
-        setting = Setting(name=config.setting.name, timezone=config.setting.timezone.key)
-        session.add(setting)
-        session.flush()
-    else:
-        setting.name, setting.timezone = config.setting.name, config.setting.timezone.key
-    for item in config.policies:
-        policy = session.scalars(select(Policy).filter_by(setting_id=setting.id, slug=item.slug)).first()
-        if policy is None:
-            policy = Policy(setting_id=setting.id, slug=item.slug, title=item.title)
-            session.add(policy)
-            session.flush()
-        policy.title = item.title
-        text = item.file.read_text(encoding="utf-8")
-        latest = current_version(session, policy.id)
-        if latest is None or latest.sha256 != sha256(text) or latest.statements != list(item.statements):
-            session.add(PolicyVersion(policy_id=policy.id, sha256=sha256(text), content=text,
-                                      statements=list(item.statements), created_at=now))
-    return setting.id
-
-
-def current_version(session: Session, policy_id: int) -> PolicyVersion | None:
-    return session.scalars(select(PolicyVersion).filter_by(policy_id=policy_id)
-                           .order_by(PolicyVersion.id.desc()).limit(1)).first()
-
-
-def configured(session: Session, config: Config) -> list[Policy]:
-    """The policies the config names, in its order (a policy dropped from the config is left alone)."""
-    slugs = [p.slug for p in config.policies]
-    found = {p.slug: p for p in session.scalars(select(Policy).where(Policy.slug.in_(slugs)))}
-    return [found[s] for s in slugs if s in found]
 
 
 def _folded(text: str) -> str:

@@ -12,7 +12,7 @@ from typing import Iterator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from . import policies, sends, standing
+from . import library, sends, standing
 from .services import Services
 from .models import Cycle, Policy, PolicyVersion, Request
 
@@ -52,18 +52,19 @@ class Row:
 def rows(svc: Services, session: Session, now: dt.datetime) -> Iterator[Row]:
     """`signoff report`: each policy's current cycle, one row per active staff member, asked yet or
     not. A pending person's version is the text their link shows today."""
-    for policy in policies.configured(session, svc.config):
+    lib = svc.library(session)
+    for policy in standing.in_use(lib, session):
         yield from _rows(svc, session, now, policy,
-                         standing.people(svc, now).where(Policy.id == policy.id),
-                         policies.current_version(session, policy.id))
+                         standing.people(lib, now).where(Policy.id == policy.id),
+                         library.current_version(session, policy.id))
 
 
 def cycle_rows(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) -> Iterator[Row]:
     """The evidence export of one cycle: the same people as its evidence page
     (`standing.of_cycle`). A pending person's version is the text the cycle asked about
     (`cycle_version`), not whatever is current today."""
-    query = (standing.people(svc, now, cycle.year, standing.listed(svc, cycle.year, now))
-             .where(Policy.id == cycle.policy_id))
+    lib = svc.library(session)
+    query = standing.people(lib, now, cycle, standing.listed(standing.is_current(lib, cycle, now)))
     yield from _rows(svc, session, now, cycle.policy, query, cycle_version(session, cycle))
 
 
@@ -83,7 +84,7 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
           pending_version: PolicyVersion | None) -> Iterator[Row]:
     """One row per person that `query` (a `standing.people` select of `policy`) finds, with
     what had been sent to them by `now`."""
-    tz = svc.calendar.tz
+    tz = svc.tz
 
     def iso(moment: dt.datetime | None) -> str:
         return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
@@ -110,7 +111,8 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
             recorded_by=(conf.recorded_by or "") if conf else "",
             signed_on=conf.signed_on.isoformat() if conf and conf.signed_on else "",
             paper_kept=(conf.paper_kept or "") if conf else "",
-            note=(conf.reason or "") if conf else "",
+            note=((conf.reason or "") if conf else
+                  "no longer applies to them" if status == "dropped" else ""),
             standing=status)
 
 

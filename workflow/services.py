@@ -5,22 +5,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .calendar import Calendar
+from zoneinfo import ZoneInfo
+
 from .config import Config
 from .db import Database
+from .library import Library, load
 
 
 @dataclass
 class Services:
     config: Config
     db: Database
-    calendar: Calendar
 
     @classmethod
     def of(cls, config: Config, db: Database | None = None) -> Services:
-        """What the config describes: its database (or `db`) and its calendar."""
-        return cls(config=config, db=db or Database(config.database.url),
-                   calendar=Calendar(config.schedule, config.setting.timezone, config.closures))
+        """What the config describes: its database (or `db`)."""
+        return cls(config=config, db=db or Database(config.database.url))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.config.setting.timezone
+
+    def library(self, session) -> Library:
+        """The policies, their schedules and audiences, and the closures, as stored now."""
+        return load(session, self.config)
 
 
 def services() -> Services:

@@ -1,6 +1,7 @@
 """Where each person stands in a policy's cycle: the one definition of a status (confirmed, exempt,
-inactive, overdue, pending) and of who a cycle counts, as SQL. The console, the report, the evidence
-page and the head teacher's digest all select it; none works a status out for itself."""
+no longer applies, inactive, overdue, pending), of a policy's audience and of who a cycle counts,
+as SQL. The console, the report, the evidence page, the head teacher's digest and the tick all
+select it; none works a status or an audience out for itself."""
 
 from __future__ import annotations
 
@@ -13,17 +14,33 @@ from typing import Iterable
 from sqlalchemy import ColumnElement, Select, and_, case, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
-from . import policies
-from .models import Confirmation, Cycle, Policy, Request, Staff
-from .services import Services
+from .library import Library
+from .models import Confirmation, Cycle, Policy, PolicyAudience, Request, Staff, StaffGroup
 
-STATUSES = ("confirmed", "exempt", "inactive", "overdue", "pending")
+STATUSES = ("confirmed", "exempt", "dropped", "inactive", "overdue", "pending")
 # The statuses a count is made of. Someone inactive (asked, then left without confirming or being
 # exempted) is never counted: not "not confirmed" on the evidence page, not in "confirmed X of Y".
 COUNTED = ("confirmed", "exempt", "overdue", "pending")
 # The report's contract knows pending, confirmed and exempt only: there, overdue and inactive
 # people are pending.
-REPORTED = {"overdue": "pending", "inactive": "pending"}
+REPORTED = {"overdue": "pending", "inactive": "pending", "dropped": "pending"}
+
+
+def in_audience(policy_id, groups: Iterable[str] | None = None) -> ColumnElement[bool]:
+    """The person (Staff, as joined) is in the audience of policy `policy_id` (a value or a
+    column): it names no groups (everyone), or one of theirs, ignoring case. With `groups`, the
+    audience is those instead of the stored one (a console preview of a change)."""
+    if groups is not None:
+        wanted = [g.lower() for g in groups]
+        if not wanted:
+            return true()
+        return (select(StaffGroup.id).where(StaffGroup.staff_id == Staff.id,
+                                            func.lower(StaffGroup.name).in_(wanted)).exists())
+    names = select(PolicyAudience.id).where(PolicyAudience.policy_id == policy_id)
+    shared = (select(StaffGroup.id)
+              .join(PolicyAudience, func.lower(PolicyAudience.name) == func.lower(StaffGroup.name))
+              .where(StaffGroup.staff_id == Staff.id, PolicyAudience.policy_id == policy_id))
+    return or_(~names.exists(), shared.exists())
 
 
 def overdue_from() -> ColumnElement[dt.datetime]:
@@ -38,6 +55,7 @@ def status(now: dt.datetime) -> ColumnElement[str]:
     first match wins, so what someone did (confirmed, was exempted) outlasts their leaving."""
     return case((Confirmation.id.is_not(None), "confirmed"),
                 (Request.exempt_at.is_not(None), "exempt"),
+                (Request.dropped_at.is_not(None), "dropped"),
                 (not_(Staff.active), "inactive"),
                 (overdue_from() <= now, "overdue"),
                 else_="pending")
@@ -47,38 +65,55 @@ def status_in(now: dt.datetime, *statuses: str) -> ColumnElement[bool]:
     return status(now).in_(statuses)
 
 
-def counted(svc: Services, year: int, now: dt.datetime) -> ColumnElement[bool]:
-    """Who a cycle's counts are over. While it is the current cycle: the active staff, asked yet or
-    not; leavers count nowhere (the evidence page still shows what they did). Once it is past:
-    everyone it asked who confirmed, was exempted or is still here; never someone inactive."""
-    if year == svc.calendar.cycle_year(now):
-        return Staff.active
-    return and_(Request.id.is_not(None),
+def counted(current: bool) -> ColumnElement[bool]:
+    """Who a cycle's counts are over. While it is the current cycle: the active staff in the
+    policy's audience, asked yet or not; leavers count nowhere (the evidence page still shows
+    what they did). Once it is past: everyone it asked who confirmed, was exempted or is still
+    here, and still had it apply; never someone inactive."""
+    if current:
+        return and_(Staff.active, in_audience(Policy.id))
+    return and_(Request.id.is_not(None), Request.dropped_at.is_(None),
                 or_(Staff.active, Confirmation.id.is_not(None), Request.exempt_at.is_not(None)))
 
 
-def listed(svc: Services, year: int, now: dt.datetime) -> ColumnElement[bool]:
+def listed(current: bool) -> ColumnElement[bool]:
     """Who a cycle's evidence lists: everyone it counts and everyone it asked."""
-    return or_(counted(svc, year, now), Request.id.is_not(None))
+    return or_(counted(current), Request.id.is_not(None))
 
 
-def people(svc: Services, now: dt.datetime, year: int | None = None,
+def concerned() -> ColumnElement[bool]:
+    """Everyone a policy's cycle is about, counted or not: those in its audience (the inactive
+    too) and anyone it asked."""
+    return or_(in_audience(Policy.id), Request.id.is_not(None))
+
+
+def is_current(lib: Library, cycle: Cycle, now: dt.datetime) -> bool:
+    entry = lib.get(cycle.policy_id)
+    return entry is not None and cycle.year == entry.cycle_year(now)
+
+
+def people(lib: Library, now: dt.datetime, cycle: Cycle | None = None,
            who: ColumnElement[bool] | None = None) -> Select:
-    """One row per person per configured policy in `year`'s cycle (default: the current one):
-    Staff, Request, Confirmation (either may be None), status, counted and overdue_from, for the
-    staff who match `who` (default: those the cycle counts). Policy and Cycle are joined, for
-    callers to filter on or select."""
-    year = svc.calendar.cycle_year(now) if year is None else year
-    is_counted = counted(svc, year, now)
+    """One row per person per policy in its current cycle (or in `cycle` only): Staff, Request,
+    Confirmation (either may be None), status, counted and overdue_from, for the staff who match
+    `who` (default: those the cycle counts). Policy and Cycle are joined, for callers to filter
+    on or select. Each policy's current cycle is its own: each opens on its own day."""
+    current = cycle is None or is_current(lib, cycle, now)
+    is_counted = counted(current)
+    if cycle is None:
+        years = lib.years(now)
+        same_year = Cycle.year == case(years, value=Policy.id, else_=-1) if years else False
+        policies = Policy.id.in_(list(years))
+    else:
+        same_year, policies = Cycle.year == cycle.year, Policy.id == cycle.policy_id
     return (select(Staff, Request, Confirmation, status(now).label("status"),
                    is_counted.label("counted"), overdue_from().label("overdue_from"))
             .select_from(Policy)
             .join(Staff, Staff.setting_id == Policy.setting_id)
-            .outerjoin(Cycle, and_(Cycle.policy_id == Policy.id, Cycle.year == year))
+            .outerjoin(Cycle, and_(Cycle.policy_id == Policy.id, same_year))
             .outerjoin(Request, and_(Request.cycle_id == Cycle.id, Request.staff_id == Staff.id))
             .outerjoin(Confirmation, Confirmation.request_id == Request.id)
-            .where(Policy.slug.in_([p.slug for p in svc.config.policies]),
-                   is_counted if who is None else who)
+            .where(policies, is_counted if who is None else who)
             .order_by(func.lower(Staff.name), Staff.email))
 
 
@@ -135,20 +170,26 @@ def tally(found: Iterable[Standing]) -> Tally:
     return Tally.of(s.status for s in found if s.counted)
 
 
-def tallies(svc: Services, session: Session, now: dt.datetime) -> dict[int, Tally]:
-    """Each configured policy's current cycle, by policy id: the counts alone."""
-    rows = session.execute(people(svc, now).with_only_columns(Policy.id, status(now))
-                           .order_by(None))
-    by_policy: dict[int, list[str]] = {}
-    for policy_id, status_ in rows:
-        by_policy.setdefault(policy_id, []).append(status_)
-    return {policy_id: Tally.of(found) for policy_id, found in by_policy.items()}
+def tallies(lib: Library, session: Session, now: dt.datetime) -> dict[int, Tally]:
+    """Each policy's current cycle, by policy id: the counts alone."""
+    each = (people(lib, now).with_only_columns(Policy.id.label("policy_id"),
+                                               status(now).label("status"))
+            .order_by(None).subquery())
+    rows = session.execute(select(each.c.policy_id, each.c.status, func.count())
+                           .group_by(each.c.policy_id, each.c.status))
+    found: dict[int, Counter] = {}
+    for policy_id, status_, n in rows:
+        found.setdefault(policy_id, Counter())[status_] += n
+    return {policy_id: Tally(**{s: c[s] for s in COUNTED}) for policy_id, c in found.items()}
 
 
-def current_cycle(svc: Services, session: Session, policy: Policy,
+def current_cycle(lib: Library, session: Session, policy: Policy,
                   now: dt.datetime) -> Cycle | None:
-    year = svc.calendar.cycle_year(now)
-    return session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=year)).first()
+    entry = lib.get(policy.id)
+    if entry is None:
+        return None
+    return session.scalars(select(Cycle).filter_by(policy_id=policy.id,
+                                                   year=entry.cycle_year(now))).first()
 
 
 @dataclass
@@ -172,24 +213,31 @@ class Overview:
         return self.tally.expected
 
 
-def overviews(svc: Services, session: Session, now: dt.datetime, include_inactive: bool = False,
+def in_use(lib: Library, session: Session) -> list[Policy]:
+    """The policies in use (active and paused), in the console's order."""
+    found = {p.id: p for p in session.scalars(select(Policy).where(
+        Policy.id.in_([e.id for e in lib.policies])))}
+    return [found[e.id] for e in lib.policies if e.id in found]
+
+
+def overviews(lib: Library, session: Session, now: dt.datetime, include_inactive: bool = False,
               staff_id: int | None = None) -> list[Overview]:
-    """Each configured policy's current cycle with everyone's standing (or only `staff_id`'s);
-    the inactive too if asked for, though they count in no tally."""
-    who = true() if include_inactive else None
+    """Each policy's current cycle with everyone's standing (or only `staff_id`'s); the inactive
+    and those it asked who have left its audience too if asked for, though they count in no
+    tally."""
+    who = concerned() if include_inactive else None
     out = []
-    for policy in policies.configured(session, svc.config):
-        query = people(svc, now, who=who).where(Policy.id == policy.id)
+    for policy in in_use(lib, session):
+        query = people(lib, now, who=who).where(Policy.id == policy.id)
         if staff_id is not None:
             query = query.where(Staff.id == staff_id)
-        cycle = current_cycle(svc, session, policy, now)
-        out.append(Overview(policy, svc.calendar.cycle_year(now), cycle,
+        cycle = current_cycle(lib, session, policy, now)
+        out.append(Overview(policy, lib.get(policy.id).cycle_year(now), cycle,
                             standings(session, policy, cycle, query)))
     return out
 
 
-def of_cycle(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) -> list[Standing]:
+def of_cycle(lib: Library, session: Session, cycle: Cycle, now: dt.datetime) -> list[Standing]:
     """Everyone a cycle's evidence lists (see `listed`), with their standing."""
     return standings(session, cycle.policy, cycle,
-                     people(svc, now, cycle.year, listed(svc, cycle.year, now))
-                     .where(Policy.id == cycle.policy_id))
+                     people(lib, now, cycle, listed(is_current(lib, cycle, now))))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, literal, select, update
 
-from . import digest, events, outbox, pacing, planner, policies, roster
+from . import digest, events, library, outbox, pacing, planner, roster, standing
 from .models import Cycle, Request, Staff, TickRun, UTCDateTime
 from .services import Services
 
@@ -30,6 +30,7 @@ class TickResult:
     at: dt.datetime
     opened: list[str] = field(default_factory=list)
     new_requests: int = 0
+    dropped: int = 0  # requests closed because they no longer apply (audiences changed)
     queued: int = 0
     digest_queued: bool = False
     delivery: outbox.RunResult = field(default_factory=outbox.RunResult)
@@ -46,6 +47,8 @@ class TickResult:
         parts = [f"tick at {self.at.isoformat(timespec='seconds')}:"]
         if self.opened:
             parts.append(f"opened {', '.join(self.opened)};")
+        if self.dropped:
+            parts.append(f"{self.dropped} no longer apply;")
         parts.append(f"{self.new_requests} new requests, {self.queued} queued"
                      f"{' (with digest)' if self.digest_queued else ''}, {d.sent} sent,"
                      f" {d.retrying} retrying, {d.failed} failed")
@@ -68,17 +71,19 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
     with svc.db.write() as session:
         run_row = TickRun(started_at=dt.datetime.now(dt.timezone.utc), at=now)
         session.add(run_row)
-        setting_id = policies.sync(session, svc.config, now)
-        cycles = _open_cycles(svc, session, now, result)
-        result.new_requests = _ask_everyone(svc, session, setting_id, cycles, now)
+        library.seed(session, svc.config, now)  # a database `init` has not seeded yet
+        lib = svc.library(session)
+        cycles = _open_cycles(svc, session, lib, now, result)
+        result.new_requests = _ask_everyone(svc, session, lib.setting_id, cycles, now)
+        result.dropped = _follow_audiences(svc, session, cycles, now)
         roster.forget_uploads(session, now)
     if result.new_requests >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "staff")
-    result.queued = _queue_due(svc, [c.id for c in cycles], now)
+    result.queued = _queue_due(svc, lib, [c.id for c in cycles], now)
     if result.queued >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "outbox")
     with svc.db.write() as session:
-        result.digest_queued = _queue_digest(svc, session, now)
+        result.digest_queued = _queue_digest(svc, session, lib, now)
     if pacing.limited(mail.max_per_minute, mail.max_per_day):
         with svc.db.read() as session:
             count, line = outbox.waiting(svc, session, now)
@@ -91,41 +96,44 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
     return result
 
 
-def _queue_digest(svc: Services, session, now: dt.datetime) -> bool:
+def _queue_digest(svc: Services, session, lib: library.Library, now: dt.datetime) -> bool:
     """The head teacher's digest, if one is due. Keyed by the day it goes, not the day it was
     due: after downtime, one digest, not a backlog."""
-    due = digest.next_due(svc, session, now)
+    due = digest.next_due(session, lib, now)
     if due is None or due > now:
         return False
     head = svc.config.head_teacher
-    outbox.enqueue(session, svc.db.insert, key=f"digest:{svc.calendar.local_date(now).isoformat()}",
+    outbox.enqueue(session, svc.db.insert, key=f"digest:{lib.calendar.local_date(now).isoformat()}",
                    kind="digest", to_email=head.email, to_name=head.name, now=now)
     return True
 
 
-def _open_cycles(svc: Services, session, now: dt.datetime, result: TickResult) -> list[Cycle]:
-    year = svc.calendar.cycle_year(now)
+def _open_cycles(svc: Services, session, lib: library.Library, now: dt.datetime,
+                 result: TickResult) -> list[Cycle]:
+    """Each active policy's current cycle, opened if this is its first tick."""
     cycles = []
-    for policy in policies.configured(session, svc.config):
-        find = select(Cycle).filter_by(policy_id=policy.id, year=year)
+    for entry in lib.active:
+        year = entry.cycle_year(now)
+        find = select(Cycle).filter_by(policy_id=entry.id, year=year)
         cycle = session.scalars(find).first()
         if cycle is None:
             # ON CONFLICT DO NOTHING: on PostgreSQL another tick may open it at the same moment.
             opened = session.execute(svc.db.insert(Cycle.__table__).values(
-                policy_id=policy.id, year=year, opens_at=svc.calendar.cycle_opens(year),
+                policy_id=entry.id, year=year, opens_at=entry.calendar.cycle_opens(year),
                 created_at=now)).rowcount
             cycle = session.scalars(find).one()
             if opened:
-                events.record(session, "cycle_opened", now, policy=policy.slug, year=year)
-                result.opened.append(f"{policy.slug} {year}")
+                events.record(session, "cycle_opened", now, policy=entry.slug, year=year)
+                result.opened.append(f"{entry.slug} {year}")
         cycles.append(cycle)
     return cycles
 
 
 def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
                   now: dt.datetime) -> int:
-    """A request for every active person who has none in the cycle (new starters included),
-    due to be looked at now: _queue_due() then plans each one. Returns how many were made.
+    """A request for every active person in the policy's audience who has none in the cycle (new
+    starters included), due to be looked at now: _queue_due() then plans each one. Returns how
+    many were made.
 
     NOT IN rather than NOT EXISTS: PostgreSQL then reads the cycle's requests once, into a hash.
     Planned as an anti-join instead, on a cycle with no requests yet (its opening day), it may
@@ -137,18 +145,51 @@ def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
         asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
         missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN), literal(-1),
                           literal(now, _WHEN))
-                   .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked)))
+                   .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked),
+                          standing.in_audience(cycle.policy_id)))
         added += session.execute(svc.db.insert(Request.__table__).from_select(
             ["cycle_id", "staff_id", "created_at", "stage_sent", "next_check_at"],
             missing)).rowcount or 0
     return added
 
 
-def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
-    """Queue the one stage each due request needs now (as the planner decides), and store when
-    to look at it next. Core rows, in batches: on an opening day every person is due at once.
-    People in the same state are planned alike, so each distinct state is planned once."""
-    plans: dict[planner.RequestState, tuple] = {}
+def _follow_audiences(svc: Services, session, cycles: list[Cycle], now: dt.datetime) -> int:
+    """Stop chasing whoever has left a policy's audience (their groups or its audience changed):
+    their open request is closed as no longer applying, kept with its history. Someone back in
+    the audience has theirs opened again, to be looked at now. Returns how many were closed."""
+    dropped = 0
+    for cycle in cycles:
+        inside = standing.in_audience(cycle.policy_id)
+        leaving = session.execute(
+            select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
+            .where(Request.cycle_id == cycle.id, Request.closed_at.is_(None), ~inside)).all()
+        if leaving:
+            session.execute(update(Request.__table__)
+                            .where(_R.id.in_([rid for rid, _ in leaving]))
+                            .values(dropped_at=now, closed_at=now, next_check_at=None))
+            for rid, staff_id in leaving:
+                events.record(session, "no_longer_applies", now, staff_id=staff_id,
+                              request_id=rid, policy=cycle.policy.slug)
+            dropped += len(leaving)
+        back = session.execute(
+            select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
+            .where(Request.cycle_id == cycle.id, Request.dropped_at.is_not(None), inside)).all()
+        if back:
+            session.execute(update(Request.__table__)
+                            .where(_R.id.in_([rid for rid, _ in back]))
+                            .values(dropped_at=None, closed_at=None, next_check_at=now))
+            for rid, staff_id in back:
+                events.record(session, "applies_again", now, staff_id=staff_id, request_id=rid,
+                              policy=cycle.policy.slug)
+    return dropped
+
+
+def _queue_due(svc: Services, lib: library.Library, cycle_ids: list[int], now: dt.datetime) -> int:
+    """Queue the one stage each due request needs now (as the planner decides, on its policy's
+    calendar), and store when to look at it next. Core rows, in batches: on an opening day every
+    person is due at once. People in the same state are planned alike, so each distinct state is
+    planned once."""
+    plans: dict[tuple[int, planner.RequestState], tuple] = {}
     queued, after = 0, 0
     while True:
         with svc.db.write_core() as conn:
@@ -163,9 +204,10 @@ def _queue_due(svc: Services, cycle_ids: list[int], now: dt.datetime) -> int:
                     cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
                     reminded_at=row.reminded_at, last_message_at=row.last_message_at,
                     due_extended_to=row.due_extended_to)
-                if state not in plans:
-                    plans[state] = planner.queue(state, svc.calendar, now)
-                stage, later, next_check = plans[state]
+                if (row.policy_id, state) not in plans:
+                    plans[row.policy_id, state] = planner.queue(
+                        state, lib.get(row.policy_id).calendar, now)
+                stage, later, next_check = plans[row.policy_id, state]
                 changes.append({"rid": row.id, "stage": later.stage_sent,
                                 "last": later.last_message_at, "next": next_check})
                 if stage is not None:
@@ -184,7 +226,7 @@ def _kind(stage: int) -> str:
 _R = Request.__table__.c
 _WHEN = UTCDateTime()
 _DUE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
-               Cycle.opens_at, Staff.start_date, Staff.email, Staff.name)
+               Cycle.opens_at, Cycle.policy_id, Staff.start_date, Staff.email, Staff.name)
         .join(Staff, _R.staff_id == Staff.id).join(Cycle, _R.cycle_id == Cycle.id)
         .where(_R.cycle_id.in_(bindparam("cycle_ids", expanding=True)), _R.closed_at.is_(None),
                Staff.active, _R.next_check_at <= bindparam("now", type_=_WHEN),

@@ -12,7 +12,7 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import digest, pacing, planner, policies
+from . import digest, library, pacing, planner, standing
 from .services import Services
 from .models import Cycle, Outbox, Request, Staff
 
@@ -26,12 +26,19 @@ class Entry:
     why: str
 
 
-def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetime) -> list[Entry]:
-    cal = svc.calendar
+def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetime,
+            lib: library.Library | None = None) -> list[Entry]:
+    """Every send between `start` and `end`, for each active policy of `lib` (default: as
+    stored; a console preview gives one with its change made) on its own calendar to the people
+    in its audience."""
+    lib = lib or svc.library(session)
     out: list[Entry] = []
     overdue: list[dt.datetime] = []
-    people = list(session.scalars(select(Staff).where(Staff.active).order_by(Staff.name)))
-    for policy in policies.configured(session, svc.config):
+    for policy in lib.active:
+        cal = policy.calendar
+        people = session.scalars(select(Staff).where(
+            Staff.active, Staff.setting_id == lib.setting_id, standing.in_audience(policy.id, policy.audience))
+            .order_by(Staff.name)).all()
         year = cal.cycle_year(start)
         for y in range(year, cal.cycle_year(end) + 1):
             cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=y)).first()
@@ -59,7 +66,7 @@ def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
                 out.extend(Entry(when, what, who, policy.slug, why) for when, what, why in sends)
                 if due is not None and due <= window_end:
                     overdue.append(due)
-    out.extend(_digests(svc, session, sorted(overdue), start, end))
+    out.extend(_digests(svc, session, lib, sorted(overdue), start, end))
     return sorted(out)
 
 
@@ -85,11 +92,11 @@ def _sends(cal, year: int, opens: dt.datetime, state: planner.RequestState,
                    if reminded is not None else None)
 
 
-def _digests(svc: Services, session: Session, overdue: list[dt.datetime], start: dt.datetime,
-             end: dt.datetime) -> Iterator[Entry]:
-    cal = svc.calendar
+def _digests(svc: Services, session: Session, lib: library.Library, overdue: list[dt.datetime],
+             start: dt.datetime, end: dt.datetime) -> Iterator[Entry]:
+    cal = lib.calendar
     head = svc.config.head_teacher
-    last_day = digest.last_digest_day(svc, session)
+    last_day = digest.last_digest_day(lib, session)
     while overdue:
         due = max(planner.next_digest_due(overdue[0], last_day, cal), start)
         if due > end:
@@ -125,7 +132,7 @@ def _moved(cal, when: dt.datetime, planned: dt.date) -> str:
 
 
 def render(svc: Services, session: Session, start: dt.datetime, end: dt.datetime) -> Iterator[str]:
-    tz = svc.calendar.tz
+    tz = svc.tz
     found = entries(svc, session, start, end)
     yield (f"plan for {svc.config.setting.name}, {start.astimezone(tz):%a %-d %b %Y %H:%M} to "
            f"{end.astimezone(tz):%a %-d %b %Y %H:%M} ({tz.key}), if nobody confirms:")
@@ -156,4 +163,4 @@ def held_back(svc: Services, session: Session, start: dt.datetime,
         finish = projection.add(len(indexes), when)
         if len(indexes) > 1 or finish > when:
             yield indexes[-1], pacing.describe(len(indexes), "email", finish,
-                                               mail.max_per_minute, svc.calendar.tz)
+                                               mail.max_per_minute, svc.tz)

@@ -19,7 +19,8 @@ def now() -> dt.datetime:
 
 
 def init_app(app: Flask) -> None:
-    from . import auth, dashboard, evidence, people, person, schedule  # noqa: F401 (routes)
+    from . import (auth, dashboard, evidence, people, person, policy_pages,  # noqa: F401 (routes)
+                   schedule)
 
     secure = app.config["SESSION_COOKIE_SECURE"]
     app.config.update(REMEMBER_COOKIE_SECURE=secure, REMEMBER_COOKIE_HTTPONLY=True,

@@ -22,12 +22,13 @@ RECENT_FAILURES = 20
 def dashboard():
     svc = services()
     moment = now()
-    tz = svc.calendar.tz
+    tz = svc.tz
     with svc.db.read() as session:
-        cycles = overviews(svc, session, moment)
+        lib = svc.library(session)
+        cycles = overviews(lib, session, moment)
         # A year ahead always reaches the next cycle's first reminders, so there is a next send
         # whenever anyone is on the roster.
-        coming = timeline.entries(svc, session, moment, moment + dt.timedelta(days=366))
+        coming = timeline.entries(svc, session, moment, moment + dt.timedelta(days=366), lib)
         # Under the mail provider's limits: when what waits now, and the next send's emails,
         # will all have gone.
         _, waiting = outbox.waiting(svc, session, moment)
@@ -46,7 +47,7 @@ def dashboard():
     next_send = coming[0] if coming else None
     days_to_next = None
     if next_send is not None:
-        cal = svc.calendar
+        cal = lib.calendar
         days_to_next = (cal.local_date(next_send.when) - cal.local_date(moment)).days
     return render_template("admin/dashboard.html", active="dashboard", cycles=cycles,
                            next_send=next_send, days_to_next=days_to_next, last_tick=last_tick,

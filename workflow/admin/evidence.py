@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Response, abort, render_template
 from sqlalchemy import select
 
-from .. import reports, standing
+from .. import policies, reports, standing
 from ..services import services
 from ..models import Cycle, Event, Policy
 from . import bp, now
@@ -17,8 +17,9 @@ from . import bp, now
 def evidence():
     svc = services()
     with svc.db.read() as session:
-        slugs = [p.slug for p in svc.config.policies]
-        cycles = list(session.scalars(select(Cycle).join(Policy).where(Policy.slug.in_(slugs))
+        # Every policy's cycles, retired ones too: their evidence is kept.
+        cycles = list(session.scalars(select(Cycle).join(Policy)
+                                      .where(Policy.setting_id == policies.setting_id(session))
                                       .order_by(Cycle.year.desc(), Policy.title)))
         for cycle in cycles:
             _ = cycle.policy
@@ -38,7 +39,7 @@ def evidence_page(cycle_id: int):
     svc = services()
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
-        entries = standing.of_cycle(svc, session, cycle, now())
+        entries = standing.of_cycle(svc.library(session), session, cycle, now())
         # Who exempted each person, from the append-only log.
         exempted_by = {e.request_id: e.actor for e in session.scalars(
             select(Event).where(Event.kind == "exempted",
@@ -57,11 +58,14 @@ def evidence_page(cycle_id: int):
                            exempt=[s for s in entries if s.status == "exempt"],
                            outstanding=[s for s in entries
                                         if s.counted and s.status not in done],
-                           gone=[s for s in entries if not s.counted and s.status not in done],
+                           gone=[s for s in entries if not s.counted
+                                 and s.status not in (*done, "dropped")],
+                           dropped=[s for s in entries if s.status == "dropped"],
                            tally=standing.tally(entries),
-                           left=sum(1 for s in entries if not s.counted),
+                           left=sum(1 for s in entries if not s.counted
+                                    and not s.person.active),
                            exempted_by=exempted_by, versions=versions, asked=asked,
-                           tz=svc.calendar.tz, setting=svc.config.setting)
+                           tz=svc.tz, setting=svc.config.setting)
 
 
 @bp.route("/evidence/<id:cycle_id>/export.csv")

@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordField, StringField
 from wtforms import SelectField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from ..roster import FIRST_NAME_MAX, LABELS, NAME_MAX, ROLE_MAX
@@ -94,3 +95,63 @@ class ColumnsForm(FlaskForm):
 for _name, _label in LABELS.items():  # one choice of column per roster field
     setattr(ColumnsForm, _name, SelectField(_label[0].upper() + _label[1:], choices=[],
                                             validate_choice=False))  # see people.choose_columns
+
+
+class PolicyForm(FlaskForm):
+    """A policy: what staff read and tick, who it is for, and its own schedule (empty: the
+    setting's). `action` is "preview" or "save"; `previewed` carries what the admin last saw
+    previewed, so that nothing is saved that was not shown first (see policy_pages)."""
+
+    title = StringField("Title", [InputRequired("Give the policy a title."), Length(max=200)],
+                        filters=[_strip])
+    text = TextAreaField("The policy's text (Markdown)", [Optional(), Length(max=200_000)],
+                         description="Headings start with #; a blank line starts a paragraph. "
+                                     "Or upload the file below.")
+    upload = FileField("…or upload it as a Markdown or text file (.md, .txt)")
+    statements = TextAreaField("Statements each person ticks, one a line",
+                               [InputRequired("Give at least one statement to tick."),
+                                Length(max=5000)], filters=[_strip])
+    reminder_note = StringField("Reminder note (optional)", [Optional(), Length(max=500)],
+                                filters=[_strip],
+                                description="One more thing the reminder asks, e.g. “Check your "
+                                            "privacy settings are still set high.”")
+    audience = StringField("Who it is for (optional)", [Optional(), Length(max=1000)],
+                           filters=[_strip],
+                           description="Roster groups separated by semicolons, e.g. site; "
+                                       "caretaking. Left empty: everyone.")
+    annual_open = StringField("Opens every year on (MM-DD)", [Optional(), Length(max=5)],
+                              filters=[_strip])
+    send_time = StringField("Emails go at (HH:MM)", [Optional(), Length(max=5)],
+                            filters=[_strip])
+    reminder_after_days = StringField("Follow-ups, days after the first reminder",
+                                      [Optional(), Length(max=100)], filters=[_strip],
+                                      description="e.g. 7, 14. Type none for no follow-ups.")
+    escalate_after_days = StringField("Days to confirm in", [Optional(), Length(max=3)],
+                                      filters=[_strip])
+    working_days_only = SelectField("Working days only",
+                                    choices=[SelectChoice("", "as the setting"),
+                                             SelectChoice("yes", "yes"),
+                                             SelectChoice("no", "no: any day")])
+    action = HiddenField()
+    previewed = HiddenField()
+
+
+class StateForm(FlaskForm):
+    state = HiddenField()
+
+
+class ClosureForm(FlaskForm):
+    name = StringField("Name", [InputRequired("Name the closure, e.g. Christmas holiday."),
+                                Length(max=100)], filters=[_strip])
+    first = DateField("First day closed", [InputRequired("Enter the first day.")])
+    last = DateField("Last day closed", [InputRequired("Enter the last day.")])
+    action = HiddenField()
+    previewed = HiddenField()
+
+    def validate_last(self, field):
+        if self.first.data and field.data and field.data < self.first.data:
+            raise ValidationError("The last day cannot be before the first.")
+
+
+class RemoveForm(FlaskForm):
+    action = HiddenField()

@@ -9,10 +9,11 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import case, delete, func, insert, or_, select, true, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice
 
-from .. import events, policies, roster, standing
+from .. import events, roster, standing
 from ..policies import setting_id
 from ..services import services
 from ..models import Policy, RosterUpload, Staff
@@ -20,7 +21,7 @@ from . import bp, now
 from .forms import ApplyForm, ColumnsForm, StaffForm, UploadForm
 
 # Most in need of attention first when sorting by status.
-RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "inactive": 4}
+RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "dropped": 4, "inactive": 5}
 PAGE = 100  # people a page: a roster of 50,000 is searched, filtered and paged in the database
 
 
@@ -44,7 +45,9 @@ def people():
     moment = now()
     # Each person's status in each policy's current cycle (standing's one definition), and their
     # most pressing one for sorting.
-    each = (standing.people(svc, moment, who=true())
+    with svc.db.read() as session:
+        lib = svc.library(session)
+    each = (standing.people(lib, moment, who=standing.concerned())
             .with_only_columns(Staff.id.label("staff_id"), Policy.id.label("policy_id"),
                                standing.status(moment).label("status")).order_by(None).subquery())
     ranks = (select(each.c.staff_id, func.min(case(RANK, value=each.c.status, else_=9))
@@ -73,10 +76,11 @@ def people():
             found = found.outerjoin(ranks, ranks.c.staff_id == Staff.id)
         shown = list(session.scalars(found.order_by(*sorts[sort])
                                      .limit(PAGE).offset((page - 1) * PAGE)))
-        configured = policies.configured(session, svc.config)
+        configured = standing.in_use(lib, session)
         statuses: dict[tuple[int, int], str] = {
             (sid, pid): status for sid, pid, status in session.execute(
-                standing.people(svc, moment, who=Staff.id.in_([p.id for p in shown]))
+                standing.people(lib, moment, who=and_(standing.concerned(),
+                                                      Staff.id.in_([p.id for p in shown])))
                 .with_only_columns(Staff.id, Policy.id, standing.status(moment))
                 .order_by(None))}
     rows = [{"person": p, "statuses": [(c, statuses.get((p.id, c.id), ""))
@@ -276,8 +280,8 @@ def _headings(data: bytes, name: str) -> list[str]:
 
 
 def _offer(form: ColumnsForm, headings: list[str], chosen: dict[str, int] | None = None) -> None:
-    choices = [("", "— not in the file —")] + [(str(i), h or f"column {i + 1}")
-                                                for i, h in enumerate(headings)]
+    choices = [SelectChoice("", "— not in the file —")] + [
+        SelectChoice(str(i), h or f"column {i + 1}") for i, h in enumerate(headings)]
     for name in roster.LABELS:
         select_field = getattr(form, name)
         select_field.choices = choices

@@ -10,11 +10,12 @@ from flask_login import current_user
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import confirm, events, planner, policies
+from .. import confirm, events, library, planner
+from ..library import Entry
 from ..services import Services, services
-from ..models import Event, Link, Policy, Request, Staff
+from ..models import Cycle, Event, Link, Request, Staff
 from ..outbox import enqueue, request_key, resend_key
-from ..standing import current_cycle, overviews
+from ..standing import in_audience, overviews
 from . import bp, now
 from .forms import ExtendForm, PaperForm, ReasonForm
 
@@ -44,22 +45,26 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         person = session.get(Staff, staff_id)
         if person is None:
             abort(404)
-        standings = [s for o in overviews(svc, session, moment, include_inactive=True,
+        lib = svc.library(session)
+        standings = [s for o in overviews(lib, session, moment, include_inactive=True,
                                           staff_id=staff_id) for s in o.people]
         history = list(session.scalars(select(Event).where(Event.staff_id == staff_id)
                                        .order_by(Event.at, Event.id)))
         for s in standings:
             if s.confirmation is not None:
                 _ = s.confirmation.policy_version
+        calendars = {s.request.cycle_id: lib.get(s.policy.id).calendar
+                     for s in standings if s.request is not None}
     sections = []
     for s in standings:
         slug_bound = (bound[1], bound[2]) if bound and bound[0] == s.policy.slug else None
         sections.append((s, _forms(s.policy.slug, slug_bound)))
     return render_template("admin/person.html", active="people", person=person, sections=sections,
-                           history=history, tz=svc.calendar.tz, problem=problem,
-                           today=svc.calendar.local_date(moment), describe=describe,
+                           history=history, tz=svc.tz, problem=problem,
+                           today=lib.calendar.local_date(moment), describe=describe,
                            within=within(svc), confirm_by=lambda req: planner.due_date(
-                               req.reminded_at, svc.calendar, req.due_extended_to)), status
+                               req.reminded_at, calendars[req.cycle_id],
+                               req.due_extended_to)), status
 
 
 @bp.route("/people/<id:staff_id>")
@@ -67,20 +72,26 @@ def person(staff_id: int):
     return _page(staff_id)
 
 
-def _policy(session: Session, svc: Services, slug: str) -> Policy:
-    found = [p for p in policies.configured(session, svc.config) if p.slug == slug]
-    if not found:
+def _policy(session: Session, svc: Services, slug: str) -> Entry:
+    found = svc.library(session).by_slug(slug)
+    if found is None:
         abort(404)
-    return found[0]
+    return found
 
 
-def _request(svc: Services, session: Session, person: Staff, policy: Policy,
+def _request(svc: Services, session: Session, person: Staff, policy: Entry,
              moment: dt.datetime) -> Request:
     """The person's request in the current cycle, made now if the tick has not reached them yet."""
-    cycle = current_cycle(svc, session, policy, moment)
+    year = policy.cycle_year(moment)
+    cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=year)).first()
     if cycle is None:
-        raise Refused(f"The {svc.calendar.cycle_year(moment)} cycle of the {policy.title} has not "
-                      "opened yet: the scheduler opens it on its next run.")
+        raise Refused(f"The {year} cycle of the {policy.title} has not opened yet: the scheduler "
+                      "opens it on its next run.")
+    if session.scalar(select(Staff.id).where(Staff.id == person.id,
+                                             in_audience(policy.id))) is None:
+        raise Refused(f"The {policy.title} is not for {person.name}: it is for "
+                      f"{', '.join(policy.audience)}. Add one of those groups to them on the "
+                      "edit page first.")
     session.execute(svc.db.insert(Request.__table__).values(
         cycle_id=cycle.id, staff_id=person.id, created_at=moment, stage_sent=-1,
         next_check_at=moment))
@@ -92,7 +103,9 @@ def _open_request(svc, session, person, policy, moment) -> Request:
         raise Refused(f"{person.name} is inactive. Make them active on the edit page first.")
     req = _request(svc, session, person, policy, moment)
     if req.closed_at is not None:
-        done = "exempt" if req.exempt_at is not None else "confirmed"
+        done = ("exempt" if req.exempt_at is not None else "confirmed" if req.dropped_at is None
+                else "no longer asked (it stopped applying to them); the next scheduler run asks "
+                     "them again")
         raise Refused(f"{person.name} is already {done} for this cycle; nothing was changed.")
     return req
 
@@ -163,7 +176,7 @@ def extend(staff_id: int, slug: str):
         return _page(staff_id, (slug, "extend", form), problem=NOT_CHANGED, status=400)
 
     def action(svc, session, person, policy, moment):
-        cal = svc.calendar
+        cal = policy.calendar
         req = _open_request(svc, session, person, policy, moment)
         day = form.due.data
         if day <= cal.local_date(moment):
@@ -208,7 +221,7 @@ def exempt(staff_id: int, slug: str):
 def paper(staff_id: int, slug: str):
     svc = services()
     moment = now()
-    form = PaperForm(prefix=f"{slug}-paper", today=svc.calendar.local_date(moment))
+    form = PaperForm(prefix=f"{slug}-paper", today=moment.astimezone(svc.tz).date())
     if not form.validate():
         return _page(staff_id, (slug, "paper", form), problem=NOT_CHANGED, status=400)
     try:
@@ -219,7 +232,7 @@ def paper(staff_id: int, slug: str):
                 abort(404)
             policy = _policy(session, svc, slug)
             req = _open_request(svc, session, person, policy, moment)
-            version = policies.current_version(session, policy.id)
+            version = library.current_version(session, policy.id)
             name, request_id = person.name, req.id
     except Refused as exc:
         return _page(staff_id, problem=str(exc), status=409)

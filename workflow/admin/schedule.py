@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from .. import events, mailer, planner, policies, timeline
+from .. import events, library, mailer, planner, timeline
 from ..services import Services, services
 from . import bp, now
 
@@ -18,28 +18,64 @@ WEEKS_AHEAD = 8
 SAMPLE_LINK = "/c/SAMPLE-this-is-a-test-email-and-this-link-does-not-work"
 
 
-def in_words(svc: Services) -> list[str]:
-    s = svc.config.schedule
-    cal = svc.calendar
-    opens = dt.date(2024, *s.annual_open)  # a leap year, so 29 Feb can be shown
-    days = ", ".join(str(d) for d in s.reminder_after_days)
+def in_words(svc: Services, lib: library.Library) -> list[str]:
+    """The setting's schedule in sentences; then what each policy does differently."""
+    s = lib.calendar.schedule
     lines = [
-        f"A new cycle opens every year on {opens:%-d %B} at {s.send_time:%H:%M} "
-        f"({cal.tz.key}); everyone on the roster gets a first reminder then, and new starters "
-        "on their start date.",
-        f"Follow-ups go {days} days after a person's first reminder, while they have not confirmed."
-        if s.reminder_after_days else "No follow-ups are sent after the first reminder.",
+        f"A new cycle opens every year on {_opens(s)} at {s.send_time:%H:%M} "
+        f"({lib.tz.key}); everyone in a policy's audience gets a first reminder then, and new "
+        "starters on their start date.",
+        f"Follow-ups go {_days(s)} days after a person's first reminder, while they have not "
+        "confirmed." if s.reminder_after_days else
+        "No follow-ups are sent after the first reminder.",
         f"Each reminder asks the person to confirm by the date {s.escalate_after_days} days "
         "after their first reminder; they are overdue from the next day. The head teacher "
-        f"({svc.config.head_teacher.name}) gets a digest on the first day anyone is overdue, "
-        f"then every {s.digest_every_days} days while anyone is.",
+        f"({svc.config.head_teacher.name}) gets one digest across all policies on the first day "
+        f"anyone is overdue, then every {s.digest_every_days} days while anyone is.",
         f"Every scheduled email goes at {s.send_time:%H:%M} local time.",
     ]
     if s.working_days_only:
         lines.append(f"A send or a date to confirm by that falls on a weekend or a public "
                      f"holiday ({s.holidays}) moves to the next working day.")
+    if lib.calendar.closures:
+        lines.append("Nothing scheduled goes while the setting is closed: "
+                     + "; ".join(f"{c.name} ({_span(c)})" for c in lib.calendar.closures) + ".")
     lines.append(f"The scheduler checks every {svc.config.scheduler.interval_seconds} seconds.")
     return lines
+
+
+def policy_in_words(entry: library.Entry) -> str:
+    """One policy's audience and how its schedule differs from the setting's."""
+    who = ("for everyone" if not entry.audience else
+           "for the groups " + ", ".join(entry.audience))
+    s, own = entry.schedule, entry.overrides
+    parts = [who]
+    if "annual_open" in own or "send_time" in own:
+        parts.append(f"opens every {_opens(s)} at {s.send_time:%H:%M}")
+    if "reminder_after_days" in own:
+        parts.append(f"follow-ups {_days(s)} days after the first reminder"
+                     if s.reminder_after_days else "no follow-ups")
+    if "escalate_after_days" in own:
+        parts.append(f"confirm within {s.escalate_after_days} days")
+    if "working_days_only" in own or "holidays" in own:
+        parts.append("working days only" if s.working_days_only else "any day of the week")
+    if entry.state == "paused":
+        parts.append("paused: nothing is sent")
+    return "; ".join(parts) + "."
+
+
+def _opens(s) -> str:
+    return f"{dt.date(2024, *s.annual_open):%-d %B}"  # a leap year, so 29 Feb can be shown
+
+
+def _days(s) -> str:
+    return ", ".join(str(d) for d in s.reminder_after_days)
+
+
+def _span(c) -> str:
+    if c.first == c.last:
+        return f"{c.first:%a %-d %b %Y}"
+    return f"{c.first:%a %-d %b} to {c.last:%a %-d %b %Y}"
 
 
 @bp.route("/schedule")
@@ -48,9 +84,11 @@ def schedule():
     moment = now()
     end = moment + dt.timedelta(weeks=WEEKS_AHEAD)
     with svc.db.read() as session:
-        entries = timeline.entries(svc, session, moment, end)
-    return render_template("admin/schedule.html", active="schedule", words=in_words(svc),
-                           entries=entries, tz=svc.calendar.tz, end=end, weeks=WEEKS_AHEAD)
+        lib = svc.library(session)
+        entries = timeline.entries(svc, session, moment, end, lib)
+    return render_template("admin/schedule.html", active="schedule", words=in_words(svc, lib),
+                           policies=[(e, policy_in_words(e)) for e in lib.policies],
+                           entries=entries, tz=svc.tz, end=end, weeks=WEEKS_AHEAD)
 
 
 @bp.route("/schedule/test-email", methods=["POST"])
@@ -58,19 +96,17 @@ def test_email():
     """Send a sample reminder straight to the signed-in admin, to check the mail settings."""
     svc = services()
     moment = now()
-    cal = svc.calendar
     with svc.db.read() as session:
-        configured = policies.configured(session, svc.config)
-        if not configured:
-            flash("No policy is loaded yet: run `signoff init` first.", "problem")
-            return redirect(url_for("admin.schedule"), code=303)
-        policy = configured[0]
-    note = next((p.reminder_note for p in svc.config.policies if p.slug == policy.slug), None)
+        entries = svc.library(session).policies
+    if not entries:
+        flash("No policy is loaded yet: run `signoff init` first.", "problem")
+        return redirect(url_for("admin.schedule"), code=303)
+    policy = entries[0]
     ctx = {"person": SimpleNamespace(name="Sample Person", email=current_user.email),
            "policy": policy, "stage": planner.REMINDER,
            "stage_label": planner.stage_label(planner.REMINDER),
-           "due_date": planner.due_date(moment, cal), "first_sent": None,
-           "policy_note": note, "link": svc.config.setting.base_url + SAMPLE_LINK}
+           "due_date": planner.due_date(moment, policy.calendar), "first_sent": None,
+           "policy_note": policy.reminder_note, "link": svc.config.setting.base_url + SAMPLE_LINK}
     message = mailer.make_message("reminder", "Sample Person", current_user.email, ctx)
     message.subject = f"[SAMPLE - test email] {message.subject}"
     try:

@@ -1,0 +1,246 @@
+"""The setting's policy library as stored: its schedule, its closures and its policies, each policy
+with its own audience and its own calendar.
+
+The database is the one place these live once `signoff init` has taken the config's [schedule],
+[[closure]] and [[policy]] tables in (`seed`, once). Every tick, `plan`, report and page reads them
+afresh (`load`), so a change made in the console acts at once, in every process, with no restart.
+`export` prints them back as TOML.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import config as config_mod
+from . import events
+from .calendar import Calendar
+from .config import Config, Schedule
+from .models import Closure, Policy, PolicyVersion, Setting
+from .policies import sha256
+
+# Where a stored schedule's errors say they are (it was checked when it was written).
+STORED = "the database"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One policy as stored now: who it is for and its calendar (the setting's schedule with the
+    policy's own keys over it, and the setting's closures)."""
+
+    id: int
+    slug: str
+    title: str
+    state: str  # active | paused (retired ones are not loaded)
+    audience: tuple[str, ...]  # roster groups; empty: everyone
+    overrides: dict[str, Any]  # its own [schedule] keys
+    reminder_note: str | None
+    calendar: Calendar
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.calendar.schedule
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    def cycle_year(self, moment: dt.datetime) -> int:
+        return self.calendar.cycle_year(moment)
+
+
+@dataclass(frozen=True)
+class Library:
+    setting_id: int | None
+    calendar: Calendar  # the setting's own schedule: the digest's rhythm; its time zone
+    policies: tuple[Entry, ...]  # active and paused, in the console's order
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.calendar.tz
+
+    @property
+    def active(self) -> tuple[Entry, ...]:
+        """The policies that are asked for and chased."""
+        return tuple(e for e in self.policies if e.active)
+
+    def get(self, policy_id: int) -> Entry | None:
+        return next((e for e in self.policies if e.id == policy_id), None)
+
+    def by_slug(self, slug: str) -> Entry | None:
+        return next((e for e in self.policies if e.slug == slug), None)
+
+    def years(self, moment: dt.datetime) -> dict[int, int]:
+        """Each policy's current cycle year at `moment`, by policy id."""
+        return {e.id: e.cycle_year(moment) for e in self.policies}
+
+
+def load(session: Session, config: Config) -> Library:
+    """The library as stored now. Before the first `init` has seeded it, the config's schedule and
+    closures (and no policies)."""
+    setting = session.scalars(select(Setting).order_by(Setting.id).limit(1)).first()
+    tz = config.setting.timezone
+    if setting is None or setting.schedule is None:
+        base = Calendar(config.schedule, tz, config.closures)
+        return Library(setting.id if setting else None, base, ())
+    closures = tuple(config_mod.Closure(c.name, c.first, c.last) for c in session.scalars(
+        select(Closure).where(Closure.setting_id == setting.id).order_by(Closure.first, Closure.id)))
+    schedule = config_mod.parse_schedule(setting.schedule, STORED, "schedule", stored=True)
+    base = Calendar(schedule, tz, closures)
+    entries = []
+    for policy in session.scalars(_IN_USE.where(Policy.setting_id == setting.id)):
+        entries.append(entry_of(policy, base))
+    return Library(setting.id, base, tuple(entries))
+
+
+def entry_of(policy: Policy, base: Calendar, overrides: dict[str, Any] | None = None,
+             audience: tuple[str, ...] | None = None) -> Entry:
+    """`policy` as an Entry over the setting's calendar `base`; `overrides` and `audience`, when
+    given, in place of its stored ones (a console preview)."""
+    own = dict(policy.schedule or {}) if overrides is None else overrides
+    schedule = (config_mod.parse_schedule(own, STORED, f"policy {policy.slug} schedule",
+                                          base.schedule, stored=True) if own else base.schedule)
+    return Entry(id=policy.id, slug=policy.slug, title=policy.title, state=policy.state,
+                 audience=policy.audience if audience is None else audience, overrides=own,
+                 reminder_note=policy.reminder_note,
+                 calendar=Calendar(schedule, base.tz, base.closures))
+
+
+def cycle_year(setting_schedule: dict[str, Any] | None, own: dict[str, Any] | None, tz: ZoneInfo,
+               moment: dt.datetime) -> int:
+    """A policy's current cycle year from its stored schedule keys alone (the confirmation page
+    reads them in its one query; closures do not move an opening)."""
+    base = config_mod.parse_schedule(setting_schedule or {}, STORED, "schedule", stored=True)
+    schedule = config_mod.parse_schedule(own, STORED, "policy schedule", base,
+                                          stored=True) if own else base
+    return Calendar(schedule, tz).cycle_year(moment)
+
+
+_IN_USE = (select(Policy).where(Policy.state != "retired").order_by(Policy.position, Policy.id))
+
+
+def current_version(session: Session, policy_id: int) -> PolicyVersion | None:
+    return session.scalars(select(PolicyVersion).filter_by(policy_id=policy_id)
+                           .order_by(PolicyVersion.id.desc()).limit(1)).first()
+
+
+def add_version(session: Session, policy: Policy, text: str, statements: list[str],
+                now: dt.datetime) -> PolicyVersion | None:
+    """A new version of `policy` if its text or statements differ from the one in force."""
+    latest = current_version(session, policy.id)
+    if latest is not None and latest.sha256 == sha256(text) and latest.statements == statements:
+        return None
+    version = PolicyVersion(policy_id=policy.id, sha256=sha256(text), content=text,
+                            statements=list(statements), created_at=now)
+    session.add(version)
+    return version
+
+
+def ensure_setting(session: Session, config: Config) -> Setting:
+    """The setting this installation serves, made if need be; its name and time zone from the
+    config. Locked (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises): two
+    processes seeding at once must not both take the tables in."""
+    setting = session.scalars(select(Setting).order_by(Setting.id).limit(1)
+                              .with_for_update()).first()
+    if setting is None:
+        setting = Setting(name=config.setting.name, timezone=config.setting.timezone.key)
+        session.add(setting)
+        session.flush()
+    else:
+        setting.name, setting.timezone = config.setting.name, config.setting.timezone.key
+    return setting
+
+
+def seed(session: Session, config: Config, now: dt.datetime) -> str | None:
+    """Take the config's [schedule], [[closure]] and [[policy]] tables into a database that has not
+    had them yet (a new one, or one from before policies lived in the database: its policies are
+    matched by slug, and those the config no longer names are retired). Once it has, the stored
+    ones are never overwritten: returns a notice if the config's tables differ from them."""
+    setting = ensure_setting(session, config)
+    if setting.schedule is not None:
+        if tables_of_config(config) != tables(session, setting.id):
+            return (f"{config.path}: its [schedule], [[closure]] or [[policy]] tables differ from "
+                    "the ones stored in the database, which are the ones in use; change them in "
+                    "the console (Policies), or see them with `signoff policy export`")
+        return None
+    setting.schedule = config_mod.schedule_values(config.schedule)
+    for closure in config.closures:
+        session.add(Closure(setting_id=setting.id, name=closure.name, first=closure.first,
+                            last=closure.last, created_at=now))
+    known = {p.slug: p for p in session.scalars(select(Policy).filter_by(setting_id=setting.id))}
+    for position, item in enumerate(config.policies):
+        policy = known.pop(item.slug, None)
+        if policy is None:
+            policy = Policy(setting_id=setting.id, slug=item.slug)
+            session.add(policy)
+        policy.title, policy.schedule, policy.reminder_note = (item.title, dict(item.schedule),
+                                                               item.reminder_note)
+        policy.audience, policy.state, policy.position = item.audience, "active", position
+        session.flush()
+        add_version(session, policy, item.text, list(item.statements), now)
+    for policy in known.values():  # dropped from the config before: left alone then, retired now
+        policy.state = "retired"
+    events.record(session, "library_seeded", now, source=str(config.path),
+                  policies=[p.slug for p in config.policies],
+                  closures=[c.name for c in config.closures])
+    return None
+
+
+# --- as TOML -----------------------------------------------------------------------------------
+
+def tables(session: Session, setting_id: int | None) -> dict[str, Any]:
+    """The stored library as the config's tables: [schedule], [[closure]], [[policy]] (each
+    policy's text given inline, so that the tables are the whole of it)."""
+    setting = session.get(Setting, setting_id) if setting_id is not None else None
+    if setting is None or setting.schedule is None:
+        return {"schedule": {}, "closure": [], "policy": []}
+    closures = [{"name": c.name, "from": c.first, "to": c.last} for c in session.scalars(
+        select(Closure).where(Closure.setting_id == setting_id).order_by(Closure.first, Closure.id))]
+    found = []
+    for policy in session.scalars(_IN_USE.where(Policy.setting_id == setting_id)):
+        version = current_version(session, policy.id)
+        found.append(_policy_table(policy.slug, policy.title, list(version.statements),
+                                   policy.reminder_note, policy.audience, policy.schedule,
+                                   version.content))
+    return {"schedule": dict(setting.schedule), "closure": closures, "policy": found}
+
+
+def tables_of_config(config: Config) -> dict[str, Any]:
+    """The config's own tables, in the same shape as `tables`, to compare them."""
+    return {"schedule": config_mod.schedule_values(config.schedule),
+            "closure": [{"name": c.name, "from": c.first, "to": c.last}
+                        for c in sorted(config.closures, key=lambda c: c.first)],
+            "policy": [_policy_table(p.slug, p.title, list(p.statements), p.reminder_note,
+                                     p.audience, p.schedule, p.text) for p in config.policies]}
+
+
+def _policy_table(slug, title, statements, note, audience, schedule, text) -> dict[str, Any]:
+    table: dict[str, Any] = {"slug": slug, "title": title, "statements": statements}
+    if note:
+        table["reminder_note"] = note
+    if audience:
+        table["audience"] = list(audience)
+    table["text"] = text
+    if schedule:
+        table["schedule"] = dict(schedule)
+    return table
+
+
+def export(session: Session, setting_id: int | None, name: str, now: dt.datetime) -> str:
+    """The stored library as TOML that a config file can hold (for a backup, or another setting's
+    first `init`)."""
+    import tomli_w
+
+    found = tables(session, setting_id)
+    if not found["closure"]:  # an empty array would be written as a key of the table above
+        del found["closure"]
+    body = tomli_w.dumps(found, multiline_strings=True)
+    return (f"# The policies, schedule and closures of {name}, as stored on "
+            f"{now.strftime('%Y-%m-%d %H:%M %Z').strip()}.\n"
+            "# A new setting's `signoff init` takes these tables in; an existing one keeps its own.\n"
+            f"\n{body}")
