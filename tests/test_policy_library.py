@@ -139,19 +139,19 @@ def test_changing_groups_mid_cycle_asks_for_what_now_applies_and_stops_the_rest(
     assert ("ben@example.org", "lone-working", "pending") not in rows
     assert ("chloe@example.org", "lone-working", "pending") in rows
     # The evidence keeps Ben's request, as no longer applying.
-    app = app_for(config)
-    client = app.test_client()
+    web = app_for(config)
+    client = web.test_client()
     with time_machine.travel(at("2026-09-14 10:00"), tick=False):
         assert sign_in(client).status_code == 303
         from workflow.models import Cycle, Policy
 
-        with app.extensions["signoff"].db.read() as session:
+        with web.extensions["signoff"].db.read() as session:
             cycle = session.scalar(select(Cycle.id).join(Policy)
                                    .where(Policy.slug == "lone-working"))
         page = client.get(f"/admin/evidence/{cycle}").get_data(as_text=True)
         assert "Asked, then no longer in its audience" in page
         assert "Ben Lewis &lt;ben@example.org&gt; (no longer applies since" in page
-        person = client.get(f"/admin/people/{staff_id(app, 'ben@example.org')}")
+        person = client.get(f"/admin/people/{staff_id(web, 'ben@example.org')}")
         assert "no longer applies" in person.get_data(as_text=True)
     # Back in the site group: asked again, on the next tick.
     path.write_text("name,email,groups\nBen Lewis,ben@example.org,teaching; site\n")

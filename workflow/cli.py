@@ -162,7 +162,8 @@ def init(ctx: Context) -> None:
     svc = ctx.services
     upgrade(svc.db.url)
     with svc.db.write() as session:
-        notice = library.seed(session, svc.config, dt.datetime.now(dt.timezone.utc))
+        seeded = library.seed(session, svc.config, dt.datetime.now(dt.timezone.utc))
+        notice = None if seeded else library.notice(session, svc.config)
         slugs = [e.slug for e in svc.library(session).policies]
     if notice:
         click.echo(f"notice: {notice}", err=True)

@@ -10,7 +10,7 @@ afresh (`load`), so a change made in the console acts at once, in every process,
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from . import events
 from .calendar import Calendar
 from .config import Config, Schedule
 from .models import Closure, Policy, PolicyVersion, Setting
+from .policies import setting_id as policies_setting_id
 from .policies import sha256
 
 # Where a stored schedule's errors say they are (it was checked when it was written).
@@ -74,6 +75,13 @@ class Library:
 
     def by_slug(self, slug: str) -> Entry | None:
         return next((e for e in self.policies if e.slug == slug), None)
+
+    def with_closures(self, closures: tuple) -> Library:
+        """This library as it would be with `closures` instead of its own (a console preview)."""
+        def swapped(cal: Calendar) -> Calendar:
+            return Calendar(cal.schedule, cal.tz, closures)
+        return Library(self.setting_id, swapped(self.calendar), tuple(
+            replace(e, calendar=swapped(e.calendar)) for e in self.policies))
 
     def years(self, moment: dt.datetime) -> dict[int, int]:
         """Each policy's current cycle year at `moment`, by policy id."""
@@ -156,18 +164,14 @@ def ensure_setting(session: Session, config: Config) -> Setting:
     return setting
 
 
-def seed(session: Session, config: Config, now: dt.datetime) -> str | None:
+def seed(session: Session, config: Config, now: dt.datetime) -> bool:
     """Take the config's [schedule], [[closure]] and [[policy]] tables into a database that has not
     had them yet (a new one, or one from before policies lived in the database: its policies are
     matched by slug, and those the config no longer names are retired). Once it has, the stored
-    ones are never overwritten: returns a notice if the config's tables differ from them."""
+    ones are never overwritten (see `notice`). True if it took them in now."""
     setting = ensure_setting(session, config)
     if setting.schedule is not None:
-        if tables_of_config(config) != tables(session, setting.id):
-            return (f"{config.path}: its [schedule], [[closure]] or [[policy]] tables differ from "
-                    "the ones stored in the database, which are the ones in use; change them in "
-                    "the console (Policies), or see them with `signoff policy export`")
-        return None
+        return False
     setting.schedule = config_mod.schedule_values(config.schedule)
     for closure in config.closures:
         session.add(Closure(setting_id=setting.id, name=closure.name, first=closure.first,
@@ -188,7 +192,17 @@ def seed(session: Session, config: Config, now: dt.datetime) -> str | None:
     events.record(session, "library_seeded", now, source=str(config.path),
                   policies=[p.slug for p in config.policies],
                   closures=[c.name for c in config.closures])
-    return None
+    return True
+
+
+def notice(session: Session, config: Config) -> str | None:
+    """One line for `signoff init` if the config's tables differ from the stored ones, which are
+    the ones in use."""
+    if tables_of_config(config) == tables(session, policies_setting_id(session)):
+        return None
+    return (f"{config.path}: its [schedule], [[closure]] or [[policy]] tables differ from the ones "
+            "stored in the database, which are the ones in use; change them in the console "
+            "(Policies), or see them with `signoff policy export`")
 
 
 # --- as TOML -----------------------------------------------------------------------------------

@@ -46,6 +46,13 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime}
 
 
+def _named_rows(rows: list, names, make) -> list:
+    """Child rows for `names`, each once: rows whose name stays are kept, since a new row beside
+    the old one of the same name would break the unique constraint before the old is deleted."""
+    kept = {row.name: row for row in rows}
+    return [kept.get(name) or make(name=name) for name in dict.fromkeys(names)]
+
+
 class Setting(Base):
     __tablename__ = "setting"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -79,10 +86,7 @@ class Staff(Base):
 
     @groups.setter
     def groups(self, names) -> None:
-        # Rows whose name stays are kept: a new row beside the old one of the same name would
-        # break the unique constraint before the old one is deleted.
-        kept = {g.name: g for g in self.group_rows}
-        self.group_rows = [kept.get(n) or StaffGroup(name=n) for n in dict.fromkeys(names)]
+        self.group_rows = _named_rows(self.group_rows, names, StaffGroup)
 
 
 class StaffGroup(Base):
@@ -123,8 +127,7 @@ class Policy(Base):
 
     @audience.setter
     def audience(self, names) -> None:
-        kept = {a.name: a for a in self.audience_rows}
-        self.audience_rows = [kept.get(n) or PolicyAudience(name=n) for n in dict.fromkeys(names)]
+        self.audience_rows = _named_rows(self.audience_rows, names, PolicyAudience)
 
 
 class PolicyAudience(Base):

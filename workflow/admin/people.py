@@ -45,21 +45,21 @@ def people():
     moment = now()
     # Each person's status in each policy's current cycle (standing's one definition), and their
     # most pressing one for sorting.
-    with svc.db.read() as session:
-        lib = svc.library(session)
-    each = (standing.people(lib, moment, who=standing.concerned())
-            .with_only_columns(Staff.id.label("staff_id"), Policy.id.label("policy_id"),
-                               standing.status(moment).label("status")).order_by(None).subquery())
-    ranks = (select(each.c.staff_id, func.min(case(RANK, value=each.c.status, else_=9))
-                    .label("rank")).group_by(each.c.staff_id).subquery())
-    sorts = _sorts(ranks.c.rank)
-    if sort not in sorts:
+    if sort not in _sorts(None):
         problem = f"Cannot sort by {sort[:40]!r}; sorted by name instead."
         sort = "name"
     if wanted and wanted not in RANK:
         problem = f"There is no status {wanted[:40]!r}; showing everyone."
         wanted = ""
     with svc.db.read() as session:
+        lib = svc.library(session)
+        each = (standing.people(lib, moment, who=standing.concerned())
+                .with_only_columns(Staff.id.label("staff_id"), Policy.id.label("policy_id"),
+                                   standing.status(moment).label("status"))
+                .order_by(None).subquery())
+        ranks = (select(each.c.staff_id, func.min(case(RANK, value=each.c.status, else_=9))
+                        .label("rank")).group_by(each.c.staff_id).subquery())
+        sorts = _sorts(ranks.c.rank)
         everyone = select(Staff).where(Staff.setting_id == setting_id(session))
         found = everyone
         if q:

@@ -23,11 +23,11 @@ from .. import events, library, roster, standing, timeline
 from ..errors import ConfigError
 from ..library import Library
 from ..policies import setting_id
-from ..calendar import Calendar
 from ..models import POLICY_STATES, Closure, Cycle, Policy, Request, Staff, StaffGroup
 from ..services import Services, services
 from . import bp, now
 from .forms import ClosureForm, PolicyForm, RemoveForm, StateForm
+from .schedule import policy_in_words
 
 AHEAD = dt.timedelta(days=366)  # a preview looks a year ahead: every policy's next opening
 SHOWN = 8  # lines of a preview's changes, before "and N more"
@@ -67,8 +67,6 @@ def policy_list():
                                     .order_by(Policy.position, Policy.id)))
         versions = {p.id: library.current_version(session, p.id) for p in rows}
         tallies = standing.tallies(lib, session, moment)
-    from .schedule import policy_in_words
-
     shown = [(p, lib.get(p.id), versions[p.id], tallies.get(p.id, standing.Tally()),
               policy_in_words(lib.get(p.id)) if lib.get(p.id) else "") for p in rows]
     return render_template("admin/policies.html", active="policies", rows=shown, tz=svc.tz,
@@ -98,31 +96,29 @@ def _edit(policy_id: int | None):
             if stored is None or stored.setting_id != lib.setting_id:
                 abort(404)
             version = library.current_version(session, policy_id)
+        groups = _known_groups(session)
         if request.method != "POST":
             form = PolicyForm(formdata=None)
             if stored is not None:
                 _fill(form, stored, version)
-            return _form_page(form, stored, lib)
+            return _form_page(form, stored, lib, groups)
         form = PolicyForm()
         draft = _draft(form, lib) if form.validate() else None
         if draft is None:
-            return _form_page(form, stored, lib, problem="Nothing was saved: please fix the "
-                              "problems shown below."), 400
-        preview = _policy_preview(svc, session, lib, stored, draft, moment)
-    if form.action.data != "save" or form.previewed.data != draft.fingerprint():
-        form.previewed.data = draft.fingerprint()
-        with svc.db.read() as session:
-            return _form_page(form, stored, lib, preview=preview)
+            return _form_page(form, stored, lib, groups, problem="Nothing was saved: please fix "
+                              "the problems shown below."), 400
+        preview = _policy_preview(svc, session, lib, stored, draft, moment, groups)
+        if form.action.data != "save" or form.previewed.data != draft.fingerprint():
+            form.previewed.data = draft.fingerprint()
+            return _form_page(form, stored, lib, groups, preview=preview)
     with svc.db.write() as session:
         saved = _save(session, lib, policy_id, draft, moment)
     flash(f"Saved the {draft.title}. {preview.headline}", "ok")
     return redirect(url_for("admin.policy_edit", policy_id=saved), code=303)
 
 
-def _form_page(form: PolicyForm, stored: Policy | None, lib: Library, preview=None,
-               problem: str | None = None):
-    with services().db.read() as session:
-        groups = _known_groups(session)
+def _form_page(form: PolicyForm, stored: Policy | None, lib: Library, groups: list[str],
+               preview=None, problem: str | None = None):
     return render_template("admin/policy_form.html", active="policies", form=form,
                            policy=stored, preview=preview, problem=problem, groups=groups,
                            base=lib.calendar.schedule)
@@ -285,8 +281,7 @@ def policy_state(policy_id: int):
     moment = now()
     with svc.db.write() as session:
         policy = session.get(Policy, policy_id)
-        if policy is None or policy.setting_id != library.ensure_setting(
-                session, svc.config).id:
+        if policy is None or policy.setting_id != setting_id(session):
             abort(404)
         if policy.state == wanted:
             flash(f"The {policy.title} was already {wanted}; nothing changed.", "ok")
@@ -316,7 +311,7 @@ def closures():
                 return _closures_page(form, stored, problem="Nothing was saved: please fix the "
                                       "problems shown below."), 400
             added = config_mod.Closure(form.name.data, form.first.data, form.last.data)
-            after = _with_closures(lib, (*lib.calendar.closures, added))
+            after = lib.with_closures((*lib.calendar.closures, added))
             preview = _preview(svc, session, lib, after, moment)
             fingerprint = hashlib.sha256(repr(added).encode()).hexdigest()
     if preview is None:
@@ -347,7 +342,7 @@ def closure_remove(closure_id: int):
         if not form.validate() or form.action.data != "save":
             kept = tuple(config_mod.Closure(c.name, c.first, c.last)
                          for c in _closures(session, lib) if c.id != closure_id)
-            preview = _preview(svc, session, lib, _with_closures(lib, kept), moment)
+            preview = _preview(svc, session, lib, lib.with_closures(kept), moment)
             return _closures_page(ClosureForm(formdata=None), _closures(session, lib),
                                   preview=preview, removing=closure)
     with svc.db.write() as session:
@@ -372,14 +367,6 @@ def _closures_page(form, stored, preview=None, problem=None, removing=None):
                            remove_form=RemoveForm(formdata=None))
 
 
-def _with_closures(lib: Library, closures: tuple) -> Library:
-    """`lib` as it would be with these closures instead of its own."""
-    base = Calendar(lib.calendar.schedule, lib.tz, closures)
-    return Library(lib.setting_id, base, tuple(
-        dataclasses.replace(e, calendar=Calendar(e.schedule, lib.tz, closures))
-        for e in lib.policies))
-
-
 # --- previews --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -394,7 +381,7 @@ class Preview:
 
 
 def _policy_preview(svc: Services, session: Session, lib: Library, stored: Policy | None,
-                    draft: Draft, moment: dt.datetime) -> Preview:
+                    draft: Draft, moment: dt.datetime, groups: list[str]) -> Preview:
     """The draft's coming emails against the stored policy's (none, for a new one)."""
     base = lib.calendar
     row = stored or Policy(id=None, slug="new", title=draft.title, state="active")
@@ -403,29 +390,30 @@ def _policy_preview(svc: Services, session: Session, lib: Library, stored: Polic
     current = lib.get(stored.id) if stored is not None else None
     before = Library(lib.setting_id, base, (current,) if current else ())
     after = Library(lib.setting_id, base, (entry,))
-    notes = _audience_notes(session, lib, stored, draft.audience, moment)
+    notes = _audience_notes(session, lib, current, draft.audience, moment, groups)
     if entry.state == "paused":
         notes.append("This policy is paused: nothing about it is sent until it is resumed.")
     return _preview(svc, session, before, after, moment, notes, digests=False)
 
 
-def _audience_notes(session: Session, lib: Library, stored: Policy | None,
-                    audience: tuple[str, ...], moment: dt.datetime) -> list[str]:
+def _audience_notes(session: Session, lib: Library, entry: library.Entry | None,
+                    audience: tuple[str, ...], moment: dt.datetime,
+                    groups: list[str]) -> list[str]:
+    """Who the audience is, groups nobody is in (a typing slip?), and who stops being asked."""
     notes = []
     active = select(func.count()).select_from(Staff).where(Staff.active,
                                                            Staff.setting_id == lib.setting_id)
     count = session.scalar(active.where(standing.in_audience(None, audience)))
     notes.append(f"It is for {'everyone' if not audience else ', '.join(audience)}: "
                  f"{count} active {'person' if count == 1 else 'people'} on the roster.")
-    known = {g.lower() for g in _known_groups(session)}
+    known = {g.lower() for g in groups}
     for group in audience:
         if group.lower() not in known:
             notes.append(f"Nobody on the roster is in the group “{group}” yet.")
-    if stored is not None and lib.get(stored.id) is not None:
-        entry = lib.get(stored.id)
+    if entry is not None:
         asked = (select(func.count()).select_from(Request).join(Staff, Staff.id == Request.staff_id)
                  .join(Cycle, Cycle.id == Request.cycle_id)
-                 .where(Cycle.policy_id == stored.id,
+                 .where(Cycle.policy_id == entry.id,
                         Cycle.year == entry.cycle_year(moment),
                         Request.closed_at.is_(None), ~standing.in_audience(None, audience)))
         leaving = session.scalar(asked)
