@@ -6,7 +6,8 @@ docs/benchmarks.md has it. Exits 1 when a target is missed.
 - the confirmation page's requests per second over /healthz's (≥ 0.6), and its p99 (< 50 ms)
 - the head teacher's digest with 5,000 overdue (< 1 s)
 - the opening-day tick for 50,000 staff: the peak memory of its one process (< 300 MB)
-- the opening-day tick for 5,000 staff to a local sink: milliseconds per message sent (< 5 ms)
+- the opening-day tick for 5,000 staff and 3 policies to a local sink: one email each (5,000, not
+  15,000), and milliseconds per email sent (< 5 ms)
 - pacing at max_per_minute = 600: 300 messages take 30 s ± 5%, ≤ 600 in any 60 s, ≤ 11 in any 1 s
 - the console's people page at 50,000 staff: by name, by status, a search (< 300 ms, < 200 KB)
 - start-up, as a new process: `signoff --version` and `--help` (< 0.3 s), `report` on six people
@@ -78,10 +79,12 @@ def main() -> int:
                 m["peak_mb"] < 300)
 
             c = send_cost.run(db_url=new_url() if new_url else None)
-            row(db, "send loop, cost per message to a local sink, 5,000 staff",
-                f"{c['per_message_ms']:.1f} ms (tick {c['tick_s']:.1f} s, of which "
-                f"{c['sending_s']:.1f} s from first to last arrival)", "< 5 ms",
-                c["per_message_ms"] < 5)
+            row(db, "send loop, opening day, 3 policies for 5,000 staff: cost per email to a "
+                    "local sink",
+                f"{c['per_message_ms']:.1f} ms ({c['sent']:,} emails for {c['queued']:,} "
+                f"reminders; tick {c['tick_s']:.1f} s, of which {c['sending_s']:.1f} s from "
+                "first to last arrival)", "< 5 ms, one email a person",
+                c["per_message_ms"] < 5 and c["sent"] == send_cost.STAFF)
 
             p = pacing.run(db_url=new_url() if new_url else None)
             expected = p["expected_s"]

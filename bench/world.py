@@ -14,7 +14,8 @@ from ports import free_port
 from sqlalchemy import insert, select
 
 from workflow import config as config_mod
-from workflow import library, policies, resources
+from workflow import library, resources
+from workflow import policies as policies_mod
 from workflow.app import create_app
 from workflow.db import upgrade
 from workflow.models import Cycle, Request, Staff
@@ -56,6 +57,16 @@ reminder_note = "Check your privacy settings are still set high."
 statements = ["I have re-read the policy.", "No child or parent is my online friend or follower."]
 """
 
+# More policies for everyone, on the same schedule: on the opening day each person has them all
+# due at once, in one email.
+MORE_POLICY = """
+[[policy]]
+slug = "policy-{n}"
+title = "Benchmark Policy {n}"
+text = "# Benchmark Policy {n}\\n\\nRead this.\\n"
+statements = ["I have read it."]
+"""
+
 
 @dataclass
 class World:
@@ -70,17 +81,19 @@ class World:
 
 
 def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | None = None,
-          db_url: str | None = None, max_per_minute: int = 0) -> World:
-    """A migrated database with `staff` people. With `requests_sent_at`, each person already has
-    this cycle's request with the first reminder sent then (the state of an idle tick). The
-    provider's limits are off unless `max_per_minute` is given (the pacing benchmark)."""
+          db_url: str | None = None, max_per_minute: int = 0, policies: int = 1) -> World:
+    """A migrated database with `staff` people and `policies` policies for everyone. With
+    `requests_sent_at`, each person already has this cycle's request (of the first policy) with
+    the first reminder sent then (the state of an idle tick). The provider's limits are off unless
+    `max_per_minute` is given (the pacing benchmark)."""
     folder = Path(tempfile.mkdtemp(prefix="signoff-bench-"))
     shutil.copy(resources.path("policies") / "social-media.md", folder / "policy.md")
     path = folder / "signoff.toml"
     path.write_text(CONFIG.format(db_url=db_url or f"sqlite:///{folder / 'signoff.db'}",
                                   smtp_port=smtp_port,
                                   limits=f"max_per_minute = {max_per_minute}\n" if max_per_minute
-                                  else ""))
+                                  else "")
+                    + "".join(MORE_POLICY.format(n=n) for n in range(2, policies + 1)))
     world = World(folder, path)
     app = world.app()
     svc = app.extensions["signoff"]
@@ -88,7 +101,7 @@ def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | No
     now = OPEN - dt.timedelta(days=30)
     with svc.db.write() as session:
         library.seed(session, svc.config, now)
-        setting_id = policies.setting_id(session)
+        setting_id = policies_mod.setting_id(session)
         session.execute(insert(Staff), [
             {"setting_id": setting_id, "email": f"person{i:06}@example.org",
              "name": f"Person {i:06}", "role": "Practitioner", "start_date": None, "active": True,
@@ -121,15 +134,17 @@ def _requests(svc, sent_at: dt.datetime) -> None:
              "overdue_at": overdue} for sid in ids])
 
 
-def opening_day(staff: int, db_url: str | None = None, max_per_minute: int = 0):
-    """The opening-day tick for `staff` people, sending to a sink in its own process: (the tick's
-    result, its wall time in seconds, each message's arrival time at the sink)."""
+def opening_day(staff: int, db_url: str | None = None, max_per_minute: int = 0,
+                policies: int = 1):
+    """The opening-day tick for `staff` people and `policies` policies, sending to a sink in its
+    own process: (the tick's result, its wall time in seconds, each message's arrival time at the
+    sink). Each person gets one email, however many policies."""
     from workflow import tick
 
     from .sink import Sink
 
     port = free_port()
-    w = build(staff, port, db_url=db_url, max_per_minute=max_per_minute)
+    w = build(staff, port, db_url=db_url, max_per_minute=max_per_minute, policies=policies)
     sink = Sink(port)
     try:
         app = w.app()
@@ -142,5 +157,6 @@ def opening_day(staff: int, db_url: str | None = None, max_per_minute: int = 0):
     finally:
         received = sink.stop()
         w.remove()
+    assert result.queued == staff * policies, result.summary()
     assert result.delivery.sent == staff and received == staff, (result.summary(), received)
     return result, elapsed, sink.arrivals

@@ -13,7 +13,7 @@ def test_send_cost_divides_the_tick_by_the_messages_the_sink_received():
     from bench import send_cost
 
     figures = send_cost.run(staff=20)  # run() asserts the sink received all 20
-    assert figures["sent"] == 20
+    assert figures["sent"] == 20 and figures["queued"] == 60  # one email for three policies
     assert figures["per_message_ms"] == 1000 * figures["tick_s"] / 20
     assert 0 < figures["sending_s"] < figures["tick_s"]
 

@@ -66,10 +66,14 @@ def test_the_newest_migration_file_is_alembics_one_head():
 
 def test_claims_lock_rows_the_way_each_database_needs(setup, db_url):
     from workflow import config as config_mod
+    from workflow import library
     from workflow.db import Database
     from workflow.outbox import claim, enqueue
 
-    db = Database(config_mod.load(setup()).database.url)
+    config = config_mod.load(setup())
+    db = Database(config.database.url)
+    with db.read() as session:
+        lib = library.load(session, config)
     statements: list[str] = []
 
     @event.listens_for(db.engine, "before_cursor_execute")
@@ -83,23 +87,24 @@ def test_claims_lock_rows_the_way_each_database_needs(setup, db_url):
                     to_name="", now=now, payload={})
         statements.clear()
         with db.write() as session:
-            claimed = claim(session, now + dt.timedelta(seconds=1), "worker-a")
+            claimed = claim(session, now + dt.timedelta(seconds=1), "worker-a", lib)
         with db.write() as session:
-            again = claim(session, now + dt.timedelta(seconds=2), "worker-b")
+            again = claim(session, now + dt.timedelta(seconds=2), "worker-b", lib)
         with db.write() as session:  # once the lease has run out, another run may take it
-            later = claim(session, now + dt.timedelta(minutes=16), "worker-c")
+            later = claim(session, now + dt.timedelta(minutes=16), "worker-c", lib)
     finally:
         db.dispose()
 
     assert claimed is not None and again is None  # the lease holds the row
     assert later is not None and later.id == claimed.id
+    pick = next(s for s in statements if s.startswith("SELECT OUTBOX.ID"))
     update = next(s for s in statements if s.startswith("UPDATE OUTBOX"))
     assert re.search(r"RETURNING (OUTBOX\.)?ID\b", update)
     if db_url.startswith("sqlite"):
         assert statements[0] == "BEGIN IMMEDIATE"
-        assert "FOR UPDATE" not in update
+        assert "FOR UPDATE" not in pick + update
     else:
-        assert "FOR UPDATE SKIP LOCKED" in update
+        assert "FOR UPDATE SKIP LOCKED" in pick
 
 
 def test_upgrading_turns_rows_the_old_send_loop_left_handed_into_sent(db_url):

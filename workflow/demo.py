@@ -120,16 +120,19 @@ def run(folder: Path, port: int, mail_port: int) -> None:
 
 
 def demo_config(port: int, mail_port: int) -> str:
-    """config.example.toml with the demo's values in place, its comments kept."""
+    """config.example.toml with the demo's values in place, its comments kept, and the example
+    policies of examples/policies.toml after its own; each policy's file found where signoff's
+    own files are."""
     values = {
         ("setting", "base_url"): f"http://{HOST}:{port}",
         ("database", "url"): "sqlite:///signoff.db",
         ("mail", "server"): HOST,
         ("mail", "port"): mail_port,
         ("scheduler", "interval_seconds"): 10,
-        ("policy", "file"): str(resources.path("policies") / "social-media.md"),
     }
-    text = resources.path("config.example.toml").read_text(encoding="utf-8")
+    text = (resources.path("config.example.toml").read_text(encoding="utf-8") + "\n"
+            + (resources.path("examples") / "policies.toml").read_text(encoding="utf-8"))
+    shipped = resources.path("policies").parent
     lines, table, done = [], None, set()
     for line in text.splitlines():
         header = re.match(r"\s*\[\[?\s*([\w.-]+)\s*\]\]?", line)
@@ -139,6 +142,9 @@ def demo_config(port: int, mail_port: int) -> str:
         if key and (table, key.group(2)) in values:
             line = key.group(1) + json.dumps(values[table, key.group(2)]) + key.group(4)
             done.add((table, key.group(2)))
+        elif key and (table, key.group(2)) == ("policy", "file"):
+            line = (key.group(1) + json.dumps(str(shipped / json.loads(key.group(3))))
+                    + key.group(4))
         lines.append(line)
     missing = set(values) - done
     if missing:
@@ -161,9 +167,11 @@ Open in a browser:
   confirmation site:                http://{HOST}:{port}/
 
 Try this:
-  1. In the mail catcher, open a reminder (the scheduler sends one to each of the 6 active staff
-     within seconds) and click the personal link in it.
-  2. Tick every statement and press the button to confirm.
+  1. In the mail catcher, open a reminder: the scheduler sends one email to each of the 6 active
+     staff within seconds, naming each policy they are asked to read (two examples come with
+     the social media policy; the lone-working one is for the site team only, Farah Ali).
+     Click a policy's personal link in it.
+  2. Tick every statement and press the button to confirm; the others wait for their own links.
   3. In another terminal, see the report change:
        {signoff} report
   4. Fast-forward (dates in {cal.tz.key}):

@@ -1,6 +1,6 @@
-"""The head teacher's digest: one email listing every overdue person, on the day someone first
-becomes overdue (the day after the date their reminders asked for) and then every
-`digest_every_days` while anyone is. Its people and counts are the console's (`standing`), and
+"""The head teacher's digest: one email across all policies listing every overdue person once, with
+each policy they have not confirmed, on the day someone first becomes overdue (the day after the
+date their reminders asked for) and then every `digest_every_days` while anyone is. Its people and counts are the console's (`standing`), and
 its reminders sent and delivery problems the report's (`sends`)."""
 
 from __future__ import annotations
@@ -89,6 +89,25 @@ def summary(lib: Library, session: Session, now: dt.datetime) -> list[dict[str, 
     return out
 
 
+@dataclass(frozen=True)
+class Person:
+    """One person in the digest, with their lines (Overdue or Undeliverable), one per policy."""
+
+    name: str
+    role: str
+    email: str
+    lines: tuple
+
+
+def by_person(lines: list) -> list[Person]:
+    """`lines` grouped by person, each person where their first line was (longest overdue first)."""
+    grouped: dict[str, list] = {}
+    for line in lines:
+        grouped.setdefault(line.email, []).append(line)
+    return [Person(found[0].name, found[0].role, email, tuple(found))
+            for email, found in grouped.items()]
+
+
 def people_link(svc: Services) -> str:
     """The console's people page, showing the overdue only."""
     return f"{svc.config.setting.base_url}/admin/people?status=overdue"
@@ -99,7 +118,7 @@ def digest_context(svc: Services, session: Session, now: dt.datetime) -> dict[st
     overdue = overdue_people(lib, session, now)
     undelivered = undeliverable(lib, session, now)
     return {"overdue": overdue, "summary": summary(lib, session, now),
-            "undeliverable": undelivered,
+            "people": by_person(overdue), "undeliverable": by_person(undelivered),
             # The column and the word about wrong addresses only when there is a problem to show.
             "delivery_problems": any(p.delivery_problem for p in overdue),
             "any_problem": bool(undelivered) or any(p.delivery_problem for p in overdue),

@@ -253,12 +253,16 @@ class Outbox(Base):
         # The daily limit counts what went in the last 24 hours, and what is claimed to go.
         Index("ix_outbox_sent_at", "sent_at"),
         Index("ix_outbox_claimed_until", "claimed_until"),
+        # One email a day: what a person has had today, and what else is due for them.
+        Index("ix_outbox_staff_id", "staff_id", "sent_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert
     stage: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("request.id"), index=True)
+    # Whom a reminder or follow-up goes to: the send loop bundles by it (see outbox.claim).
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     to_email: Mapped[str] = mapped_column(String(320))
     to_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime]

@@ -23,11 +23,11 @@ import ssl
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask_mail import BadHeaderError, Message
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, distinct, exists, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from . import digest, events, library, mailer, pacing, planner, tokens
@@ -87,82 +87,169 @@ def backoff(attempts: int) -> dt.timedelta:
 
 def enqueue(session, db_insert, *, key: str, kind: str, to_email: str, to_name: str,
             now: dt.datetime, stage: int | None = None, request_id: int | None = None,
-            payload: dict | None = None) -> None:
+            staff_id: int | None = None, payload: dict | None = None) -> None:
     """Add a message unless one with this key exists already (the key is what makes sends once-only)."""
     enqueue_many(session, db_insert, now, [dict(key=key, kind=kind, stage=stage,
-                                                request_id=request_id, to_email=to_email,
-                                                to_name=to_name, payload=payload)])
+                                                request_id=request_id, staff_id=staff_id,
+                                                to_email=to_email, to_name=to_name,
+                                                payload=payload)])
 
 
 def enqueue_many(session, db_insert, now: dt.datetime, messages: list[dict]) -> None:
     """enqueue() for a batch, as one INSERT: the opening day queues thousands at once."""
     if messages:
         session.execute(db_insert(Outbox.__table__), [
-            {"stage": None, "request_id": None, "payload": None, **m, "created_at": now,
+            {"stage": None, "request_id": None, "staff_id": None, "payload": None, **m, "created_at": now,
              "status": "pending", "attempts": 0, "next_attempt_at": now} for m in messages])
 
 
 # --- claiming ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Claim:
-    """A row leased to this run, and the link its email carries (reminders and follow-ups)."""
+class Item:
+    """One outbox row in a claimed email, and the personal link it carries (reminders and
+    follow-ups: one link per policy)."""
 
     id: int
     kind: str
     stage: int | None
     request_id: int | None
-    to_email: str
-    to_name: str
-    payload: dict | None
     token: str | None = None
     link_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One email's rows, leased to this run. A digest, an alert or an admin's fresh link is one
+    row; a person's scheduled email is every reminder and follow-up due for them, one per policy."""
+
+    items: tuple[Item, ...]
+    to_email: str
+    to_name: str
+    payload: dict | None = None
+    staff_id: int | None = None
+
+    @property
+    def id(self) -> int:
+        """The email's first row."""
+        return self.items[0].id
+
+    @property
+    def kind(self) -> str:
+        """The email's kind: a first reminder if any policy in it is asked for the first time."""
+        kinds = {item.kind for item in self.items}
+        return "reminder" if "reminder" in kinds else self.items[0].kind
+
+    def without(self, gone: list[Item]) -> Claim:
+        return replace(self, items=tuple(i for i in self.items if i not in gone))
 
 
 _O = Outbox.__table__.c
 _PACE = MailPace.__table__.c
 
 
-def claim(conn, at: dt.datetime, worker: str) -> Claim | None:
-    """Lease the oldest due row to `worker` until `at` + LEASE, and store the link it will carry.
+def claim(conn, at: dt.datetime, worker: str, lib: library.Library) -> Claim | None:
+    """Lease the next email to `worker` until `at` + LEASE, with the links it will carry.
 
-    One conditional UPDATE … RETURNING: on PostgreSQL its pick skips rows another tick holds
-    locked (FOR UPDATE SKIP LOCKED); on SQLite the write transaction began IMMEDIATE, so ticks
-    take turns. The condition is ix_outbox_due's own text, so both planners walk that index.
+    The oldest due row decides. A digest, an alert or a fresh link an admin asked for goes alone.
+    A reminder or follow-up brings every other one due for the same person, so that they get one
+    email naming each policy; unless they have had a scheduled email today (or another run is
+    sending them one now), when what is due for them is held until the next day's first send
+    time (see _hold). Claims of one person's rows take turns on their staff row (FOR UPDATE on
+    PostgreSQL; on SQLite the write transaction began IMMEDIATE, so all claims take turns), so two
+    ticks cannot each send them an email on the same day. The pick skips rows another tick has
+    locked (FOR UPDATE SKIP LOCKED, on PostgreSQL).
     """
-    row = conn.execute(_CLAIM, {"at": at, "until": at + LEASE, "worker": worker}).first()
-    if row is None:
-        return None
-    if row.kind not in PERSONAL:
-        return Claim(*row)
-    token, sha256 = tokens.new_token()
-    conn.execute(_ADD_LINK, {"request_id": row.request_id, "token_sha256": sha256,
-                             "created_at": at})
-    return Claim(*row, token=token, link_sha256=sha256)
+    while True:
+        pick = conn.execute(_PICK, {"at": at}).first()
+        if pick is None:
+            return None
+        if pick.staff_id is None or not _scheduled(pick.kind, pick.stage):
+            rows = conn.execute(_CLAIM_ONE, {"row_id": pick.id, "at": at, "until": at + LEASE,
+                                             "worker": worker}).all()
+        else:
+            conn.execute(_LOCK_STAFF, {"person": pick.staff_id})
+            since = planner.day_starts(lib.calendar.local_date(at), lib.calendar)
+            if conn.scalar(_HAD_TODAY, {"person": pick.staff_id, "since": since, "at": at}):
+                _hold(conn, lib, pick.staff_id, at)
+                continue
+            rows = conn.execute(_CLAIM_PERSON, {"person": pick.staff_id, "at": at,
+                                                "until": at + LEASE, "worker": worker}).all()
+        if not rows:  # another run took it first
+            continue
+        rows.sort(key=lambda r: r.id)
+        items = []
+        for row in rows:
+            if row.kind not in PERSONAL:
+                items.append(Item(row.id, row.kind, row.stage, row.request_id))
+                continue
+            token, sha256 = tokens.new_token()
+            conn.execute(_ADD_LINK, {"request_id": row.request_id, "token_sha256": sha256,
+                                     "created_at": at})
+            items.append(Item(row.id, row.kind, row.stage, row.request_id, token, sha256))
+        lead = rows[0]
+        return Claim(tuple(items), lead.to_email, lead.to_name, lead.payload, lead.staff_id)
+
+
+def _scheduled(kind: str, stage: int | None) -> bool:
+    """A reminder or follow-up the schedule sent (an admin's fresh link has no stage)."""
+    return kind in PERSONAL and stage is not None
+
+
+def _hold(conn, lib: library.Library, staff_id: int, at: dt.datetime) -> None:
+    """Hold what is due for the person until their next day: its policy's next sending day, at
+    the earliest send time of any policy, so that it goes with whatever else is due for them."""
+    tomorrow = lib.calendar.local_date(at) + dt.timedelta(days=1)
+    for row in conn.execute(_DUE_FOR_PERSON, {"person": staff_id, "at": at}):
+        entry = lib.get(row.policy_id)
+        cal = entry.calendar if entry is not None else lib.calendar
+        day = cal.send_day(tomorrow)
+        held = min([e.calendar.at_send_time(day) for e in lib.active]
+                   or [cal.at_send_time(day)])
+        conn.execute(update(Outbox.__table__).where(_O.id == row.id)
+                     .values(next_attempt_at=held))
 
 
 # Built once, as are the outcome's statements below: these run for every email.
 _AT = bindparam("at", type_=UTCDateTime())
-_CLAIM = (update(Outbox.__table__)
-          .where(_O.id == select(_O.id)
-                 .where(_WAITING_SQL, _O.next_attempt_at <= _AT,
-                        _O.claimed_until.is_(None) | (_O.claimed_until < _AT))
-                 .order_by(_O.next_attempt_at, _O.id).limit(1)
-                 .with_for_update(skip_locked=True)  # rendered on PostgreSQL only
-                 .scalar_subquery())
-          .values(claimed_until=bindparam("until", type_=UTCDateTime()),
-                  claimed_by=bindparam("worker"))
-          .returning(_O.id, _O.kind, _O.stage, _O.request_id, _O.to_email, _O.to_name,
-                     _O.payload))
+_FREE = (_O.claimed_until.is_(None) | (_O.claimed_until < _AT))
+_DUE_NOW = (_WAITING_SQL, _O.next_attempt_at <= _AT, _FREE)
+# The condition is ix_outbox_due's own text, so both planners walk that index.
+_PICK = (select(_O.id, _O.kind, _O.stage, _O.staff_id).where(*_DUE_NOW)
+         .order_by(_O.next_attempt_at, _O.id).limit(1)
+         .with_for_update(skip_locked=True))  # rendered on PostgreSQL only
+_RETURNED = (_O.id, _O.kind, _O.stage, _O.request_id, _O.to_email, _O.to_name, _O.payload,
+             _O.staff_id)
+_LEASE = {"claimed_until": bindparam("until", type_=UTCDateTime()),
+          "claimed_by": bindparam("worker")}
+_CLAIM_ONE = (update(Outbox.__table__).where(_O.id == bindparam("row_id"), *_DUE_NOW)
+              .values(_LEASE).returning(*_RETURNED))
+_PERSONS_DUE = (_O.staff_id == bindparam("person"), _O.kind.in_(PERSONAL),
+                _O.stage.is_not(None), *_DUE_NOW)
+# Rows another run has locked are skipped, not waited for: it locks its pick before the staff
+# row, this run the staff row before these, and neither may wait on the other.
+_CLAIM_PERSON = (update(Outbox.__table__)
+                 .where(_O.id.in_(select(_O.id).where(*_PERSONS_DUE)
+                                  .with_for_update(skip_locked=True)))
+                 .values(_LEASE).returning(*_RETURNED))
+_DUE_FOR_PERSON = (select(_O.id, Cycle.policy_id).join(Request, Request.id == _O.request_id)
+                   .join(Cycle, Cycle.id == Request.cycle_id).where(*_PERSONS_DUE))
+_LOCK_STAFF = select(Staff.id).where(Staff.id == bindparam("person")).with_for_update()
+# A scheduled email went to them since the day began, or another run is sending them one now.
+_HAD_TODAY = select(exists().where(
+    _O.staff_id == bindparam("person"), _O.kind.in_(PERSONAL), _O.stage.is_not(None),
+    ((_O.status == "sent") & (_O.sent_at >= bindparam("since", type_=UTCDateTime())))
+    | (_O.status.in_(WAITING) & (_O.claimed_until >= _AT))))
 _ADD_LINK = Link.__table__.insert()
 
 
 @dataclass(frozen=True)
 class Composed:
-    """A claimed row's email, or why it is not sent after all (UNWANTED or INACTIVE)."""
+    """A claimed email, and which of its rows are not sent after all (UNWANTED or INACTIVE):
+    all of them when there is no message."""
 
     message: Message | None = None
-    cancel: str | None = None
+    cancelled: list[tuple[Item, str]] = field(default_factory=list)
     named: list[int] = field(default_factory=list)  # a digest's overdue requests
 
 
@@ -208,9 +295,11 @@ class Limits:
 
 
 def _used_today(conn, at: dt.datetime) -> int:
-    went = conn.scalar(select(func.count()).select_from(Outbox)
+    """Emails (not rows: a person's email may carry several) gone in the 24 hours before `at`, or
+    claimed to go (a run holds one email at a time)."""
+    went = conn.scalar(select(func.count(distinct(_O.message_id)))
                        .where(_O.sent_at > at - pacing.DAY))
-    going = conn.scalar(select(func.count()).select_from(Outbox)
+    going = conn.scalar(select(func.count(distinct(_O.claimed_by)))
                         .where(_O.claimed_until > at, _O.status.in_(WAITING)))
     return went + going
 
@@ -218,14 +307,16 @@ def _used_today(conn, at: dt.datetime) -> int:
 def waiting(svc: Services, session: Session, at: dt.datetime) -> tuple[int, str | None]:
     """How many emails are due and not yet gone at `at`, and, under the provider's limits, when
     they will all have gone ("4,200 emails waiting: all sent by Thu 3 Sep 08:40 at 30 a minute";
-    None without limits, or when none wait)."""
-    count = session.scalar(select(func.count()).select_from(Outbox)
-                           .where(_WAITING_SQL, _O.next_attempt_at <= at))
+    None without limits, or when none wait). A person's reminders due together are one email."""
+    due = (_WAITING_SQL, _O.next_attempt_at <= at)
+    scheduled = _O.kind.in_(PERSONAL) & _O.stage.is_not(None)
+    count = (session.scalar(select(func.count(distinct(_O.staff_id))).where(*due, scheduled))
+             + session.scalar(select(func.count()).select_from(Outbox).where(*due, ~scheduled)))
     cfg = svc.config.mail
     if not count or not pacing.limited(cfg.max_per_minute, cfg.max_per_day):
         return count, None
-    recent = session.scalars(select(_O.sent_at).where(_O.sent_at > at - pacing.DAY)) \
-        if cfg.max_per_day else []
+    recent = session.scalars(select(func.min(_O.sent_at)).where(_O.sent_at > at - pacing.DAY)
+                             .group_by(_O.message_id)) if cfg.max_per_day else []
     finish = pacing.all_sent_by(count, at, cfg.max_per_minute, cfg.max_per_day, recent)
     return count, pacing.describe(count, "email", finish, cfg.max_per_minute, svc.tz)
 
@@ -282,7 +373,7 @@ class Sender:
         with self.svc.db.write_core() as conn:
             if self.limits.day_is_full(conn, at):
                 return False
-            job = claim(conn, at, self.worker)
+            job = claim(conn, at, self.worker, self.library)
             if job is None:
                 return False
         self.held = job
@@ -299,10 +390,12 @@ class Sender:
         except Exception as exc:  # noqa: BLE001 — a template error, say: one line, not a traceback
             self.stop(f"cannot compose an email: {type(exc).__name__}: {exc}")
             return
-        if composed.cancel is not None:
-            self._cancel(job, composed.cancel)
+        if composed.cancelled:
+            self._cancel(composed.cancelled)
+            job = self.held = job.without([item for item, _ in composed.cancelled])
+        if composed.message is None:
+            self.held = None
             return
-        message = composed.message
         try:
             if self.conn is None:
                 self.conn = _open()
@@ -310,7 +403,7 @@ class Sender:
             if not self.limits.wait_for_turn():
                 self.stop("asked to stop")
                 return
-            self.conn.send(message)
+            self.conn.send(composed.message)
         except MailServerDown as exc:
             self.stop(str(exc))
         except BadHeaderError:
@@ -331,30 +424,45 @@ class Sender:
             self._sent(job, composed)
 
     def _compose(self, job: Claim) -> Composed:
-        """The email for a claimed row, or why it is not to be sent after all."""
+        """The email for a claim, and which of its rows are not to be sent after all."""
         with self.svc.db.read() as session:
             if job.kind in PERSONAL:
-                request = session.scalars(_REQUEST_TO_COMPOSE,
-                                          {"request_id": job.request_id}).one()
-                staff = request.staff
-                entry = self.library.get(request.cycle.policy_id)
-                wanted = entry is not None and entry.active and self._current(request, entry)
-                if request.closed_at is not None or not staff.active or not wanted:
-                    inactive = request.closed_at is None and not staff.active
-                    return Composed(cancel=INACTIVE if inactive and job.stage is not None
-                                    else UNWANTED)
-                ctx = reminder_context(self.svc, entry, request, job.stage or planner.REMINDER,
-                                       self.clock())
-                ctx["link"] = f"{self.svc.config.setting.base_url}/c/{job.token}"
-                return Composed(mailer.make_message(job.kind, staff.name, staff.email, ctx))
+                return self._compose_personal(session, job)
             if job.kind == "digest":
                 ctx = digest.digest_context(self.svc, session, self.clock())
                 if not ctx["overdue"]:
-                    return Composed(cancel=UNWANTED)
+                    return Composed(cancelled=[(job.items[0], UNWANTED)])
                 return Composed(mailer.make_message(job.kind, job.to_name, job.to_email, ctx),
                                 named=[p.request_id for p in ctx["overdue"]])
         return Composed(mailer.make_message(job.kind, job.to_name, job.to_email,
                                             dict(job.payload or {})))
+
+    def _compose_personal(self, session: Session, job: Claim) -> Composed:
+        """One email to the person naming each policy in the claim that still wants them: the
+        rest (confirmed, exempt, closed, paused, last year's) are cancelled."""
+        requests = {r.id: r for r in session.scalars(
+            _REQUESTS_TO_COMPOSE, {"ids": [item.request_id for item in job.items]})}
+        wanted, cancelled = [], []
+        for item in job.items:
+            request = requests[item.request_id]
+            entry = self.library.get(request.cycle.policy_id)
+            current = entry is not None and entry.active and self._current(request, entry)
+            if request.closed_at is not None or not request.staff.active or not current:
+                inactive = request.closed_at is None and not request.staff.active
+                cancelled.append((item, INACTIVE if inactive and item.stage is not None
+                                  else UNWANTED))
+            else:
+                wanted.append((self.library.policies.index(entry), item, entry, request))
+        if not wanted:
+            return Composed(cancelled=cancelled)
+        base_url = self.svc.config.setting.base_url
+        items = [{**reminder_context(entry, request, item.stage or planner.REMINDER,
+                                     self.clock()), "link": f"{base_url}/c/{item.token}"}
+                 for _, item, entry, request in sorted(wanted, key=lambda w: w[0])]
+        staff = requests[job.items[0].request_id].staff
+        kind = job.without([item for item, _ in cancelled]).kind
+        return Composed(mailer.make_message(kind, staff.name, staff.email,
+                                            personal_context(staff, items)), cancelled)
 
     def _current(self, request: Request, entry: library.Entry) -> bool:
         """A message for last year's cycle is not sent once this year's has opened."""
@@ -363,79 +471,91 @@ class Sender:
     # --- outcomes: each its own commit ---
 
     def _sent(self, job: Claim, composed: Composed) -> None:
-        """The row sent, the person's clock advanced, the event logged: one commit, of Core
+        """The rows sent, each person's clock advanced, each event logged: one commit, of Core
         statements (not the ORM's unit of work: this runs for every email of the opening day)."""
         message, at = composed.message, self.clock()
         name, address = message.recipients[0]
         # What the email said: the person's address and name as they were when it went.
-        sent = {"outbox_id": job.id, "at": at, "message_id": message.msgId, "to_email": address,
-                "to_name": name}
+        sent = [{"outbox_id": item.id, "at": at, "message_id": message.msgId,
+                 "to_email": address, "to_name": name} for item in job.items]
         if job.kind == "digest":
             with self.svc.db.write() as session:
                 session.execute(_MARK_SENT, sent)
-                row = session.get(Outbox, job.id)
+                row = session.get(Outbox, job.items[0].id)
                 row.payload = {"request_ids": composed.named}
                 digest.mark_escalated(session, row, at)
         else:
             with self.svc.db.write_core() as conn:
                 conn.execute(_MARK_SENT, sent)
-                if job.kind in PERSONAL:
-                    staff_id = _advance(conn, self.library, job.request_id, at)
-                    events.record(conn, "invited" if job.stage == planner.REMINDER else "reminded",
-                                  at, staff_id=staff_id, request_id=job.request_id,
-                                  stage=job.stage, message_id=message.msgId)
+                for item in job.items:
+                    if item.kind in PERSONAL:
+                        staff_id = _advance(conn, self.library, item.request_id, at)
+                        events.record(conn, "invited" if item.stage == planner.REMINDER
+                                      else "reminded", at, staff_id=staff_id,
+                                      request_id=item.request_id, stage=item.stage,
+                                      message_id=message.msgId)
         self.held = None
         self.result.sent += 1
 
     def _failed(self, job: Claim, why: mailer.Refusal) -> None:
+        """The email was refused: each of its rows waits to try again, or has failed for good."""
         at = self.clock()
         with self.svc.db.write() as session:
-            row = session.get(Outbox, job.id)
-            row.attempts += 1
-            row.claimed_until = row.claimed_by = None
-            row.last_error = why.reason
-            _drop_link(session, job)  # never reached them
-            if not why.permanent and row.attempts < MAX_ATTEMPTS:
-                row.status, row.next_attempt_at = "retrying", at + backoff(row.attempts)
-                self.result.retrying += 1
-            else:
+            rows = [session.get(Outbox, item.id) for item in job.items]
+            attempts = max(row.attempts for row in rows) + 1
+            retry = not why.permanent and attempts < MAX_ATTEMPTS
+            delay = backoff(attempts)
+            for row, item in zip(rows, job.items):
+                row.attempts = attempts
+                row.claimed_until = row.claimed_by = None
+                row.last_error = why.reason
+                _drop_link(session, item)  # never reached them
+                if retry:
+                    row.status, row.next_attempt_at = "retrying", at + delay
+                    continue
                 if not why.permanent:
-                    row.last_error = f"gave up after {row.attempts} attempts: {why.reason}"
+                    row.last_error = f"gave up after {attempts} attempts: {why.reason}"
                 row.status, row.failed_at = "failed", at
-                self.result.failed += 1
-                if row.kind != "alert":
-                    self.result.failures.append({"to_email": row.to_email, "to_name": row.to_name,
-                                                 "kind": row.kind, "reason": row.last_error})
                 staff_id = None
                 if row.kind in PERSONAL:  # their clock starts all the same
                     staff_id = _advance(session, self.library, row.request_id, at)
                 events.record(session, "delivery_failed", at, staff_id=staff_id,
                               request_id=row.request_id, message=row.kind, to=row.to_email,
                               reason=row.last_error)
+            if retry:
+                self.result.retrying += 1
+            else:
+                self.result.failed += 1
+                if job.kind != "alert":
+                    self.result.failures.append({"to_email": job.to_email,
+                                                 "to_name": job.to_name, "kind": job.kind,
+                                                 "reason": rows[0].last_error})
         self.held = None
 
-    def _cancel(self, job: Claim, why: str) -> None:
+    def _cancel(self, cancelled: list[tuple[Item, str]]) -> None:
         with self.svc.db.write() as session:
-            row = session.get(Outbox, job.id)
-            row.status, row.claimed_until, row.claimed_by = "cancelled", None, None
-            if why == INACTIVE:
-                # Free the key and step back, so that if they are made active again this cycle
-                # the stage is asked for afresh.
-                row.key = f"{row.key}:cancelled:{row.id}"
-                request = session.get(Request, row.request_id)
-                request.stage_sent = min(request.stage_sent, row.stage - 1)
-                request.next_check_at = self.clock()
-            _drop_link(session, job)
-        self.held = None
-        self.result.cancelled += 1
+            for item, why in cancelled:
+                row = session.get(Outbox, item.id)
+                row.status, row.claimed_until, row.claimed_by = "cancelled", None, None
+                if why == INACTIVE:
+                    # Free the key and step back, so that if they are made active again this
+                    # cycle the stage is asked for afresh.
+                    row.key = f"{row.key}:cancelled:{row.id}"
+                    request = session.get(Request, row.request_id)
+                    request.stage_sent = min(request.stage_sent, row.stage - 1)
+                    request.next_check_at = self.clock()
+                _drop_link(session, item)
+                self.result.cancelled += 1
 
     def release(self, job: Claim) -> None:
         """Hand a claim back without spending an attempt: the run stopped, not the message."""
         with self.svc.db.write() as session:
             session.execute(update(Outbox.__table__)
-                            .where(_O.id == job.id, _O.claimed_by == self.worker)
+                            .where(_O.id.in_([item.id for item in job.items]),
+                                   _O.claimed_by == self.worker)
                             .values(claimed_until=None, claimed_by=None))
-            _drop_link(session, job)
+            for item in job.items:
+                _drop_link(session, item)
         self.held = None
 
     def stop(self, why: str) -> None:
@@ -462,8 +582,8 @@ class Sender:
         self.conn = _drop(self.conn)
 
 
-# A reminder's request, with what composing it reads (the person, the policy) in the same query.
-_REQUEST_TO_COMPOSE = (select(Request).where(Request.id == bindparam("request_id"))
+# A person's email's requests, with what composing it reads (the person, the policy) in the same query.
+_REQUESTS_TO_COMPOSE = (select(Request).where(Request.id.in_(bindparam("ids", expanding=True)))
                        .options(joinedload(Request.staff),
                                 joinedload(Request.cycle).joinedload(Cycle.policy)))
 _R = Request.__table__.c
@@ -497,26 +617,31 @@ def _advance(conn, lib: library.Library, request_id: int, at: dt.datetime) -> in
     return row.staff_id
 
 
-def _drop_link(session: Session, job: Claim) -> None:
-    if job.link_sha256 is not None:
-        session.execute(delete(Link.__table__).where(Link.token_sha256 == job.link_sha256))
+def _drop_link(session: Session, item: Item) -> None:
+    if item.link_sha256 is not None:
+        session.execute(delete(Link.__table__).where(Link.token_sha256 == item.link_sha256))
 
 
-def reminder_context(svc: Services, entry: library.Entry, request: Request, stage: int,
+def reminder_context(entry: library.Entry, request: Request, stage: int,
                      now: dt.datetime) -> dict[str, Any]:
-    """What a reminder or follow-up about `request` (of the policy `entry`) says."""
+    """What a reminder or follow-up says about `request` (of the policy `entry`): one item of
+    the person's email. Its `link` is added by whoever has one."""
     cal = entry.calendar
-    policy = request.cycle.policy
     return {
-        "person": request.staff,
-        "greeting": mailer.greeting_name(request.staff),
-        "policy": policy,
+        "policy": request.cycle.policy,
         "stage": stage,
         "stage_label": planner.stage_label(stage),
         "due_date": planner.due_date(request.reminded_at or now, cal, request.due_extended_to),
         "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
         "policy_note": entry.reminder_note,
     }
+
+
+def personal_context(person: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A person's email: each policy's item (see reminder_context), the earliest date to confirm
+    by first for the subject; one item's keys at the top too, for the one-policy wording."""
+    return {**items[0], "person": person, "greeting": mailer.greeting_name(person),
+            "items": items, "first_due": min(item["due_date"] for item in items)}
 
 
 def _open() -> mailer.MailConnection:

@@ -95,7 +95,7 @@ def overdue_at(reminded_at: dt.datetime, cal: Calendar,
                extended_to: dt.datetime | None = None) -> dt.datetime:
     """When the person becomes overdue: at the start of the day after their `due_date`, local
     time. Nobody is overdue on the date a reminder asked for, however late in that day."""
-    return _day_starts(due_date(reminded_at, cal, extended_to) + dt.timedelta(days=1), cal)
+    return day_starts(due_date(reminded_at, cal, extended_to) + dt.timedelta(days=1), cal)
 
 
 def due_date_before(overdue: dt.datetime, cal: Calendar) -> dt.date:
@@ -108,7 +108,7 @@ def days_past(overdue: dt.datetime, cal: Calendar, now: dt.datetime) -> int:
     return (cal.local_date(now) - due_date_before(overdue, cal)).days
 
 
-def _day_starts(day: dt.date, cal: Calendar) -> dt.datetime:
+def day_starts(day: dt.date, cal: Calendar) -> dt.datetime:
     """The first moment of local `day`, in UTC. Where the clocks jump at midnight, 00:00 does not
     exist; zoneinfo then takes the offset before the jump, which is the moment the day begins."""
     return dt.datetime.combine(day, dt.time(0), tzinfo=cal.tz).astimezone(dt.timezone.utc)

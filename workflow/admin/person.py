@@ -122,7 +122,7 @@ def _queue_link(svc: Services, session: Session, req: Request, person: Staff,
         # No stage: the outbox sends the reminder text and logs it as "reminded".
         key, stage = resend_key(req.id), None
     enqueue(session, svc.db.insert, key=key, kind="reminder", stage=stage, request_id=req.id,
-            to_email=person.email, to_name=person.name, now=moment)
+            staff_id=person.id, to_email=person.email, to_name=person.name, now=moment)
 
 
 def _act(staff_id: int, slug: str, action) -> object:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from .. import events, library, mailer, planner, timeline
+from .. import events, library, mailer, outbox, planner, timeline
 from ..services import Services, services
 from . import bp, now
 
@@ -102,11 +102,12 @@ def test_email():
         flash("No policy is loaded yet: run `signoff init` first.", "problem")
         return redirect(url_for("admin.schedule"), code=303)
     policy = entries[0]
-    ctx = {"person": SimpleNamespace(name="Sample Person", email=current_user.email),
-           "policy": policy, "stage": planner.REMINDER,
-           "stage_label": planner.stage_label(planner.REMINDER),
-           "due_date": planner.due_date(moment, policy.calendar), "first_sent": None,
-           "policy_note": policy.reminder_note, "link": svc.config.setting.base_url + SAMPLE_LINK}
+    item = {"policy": policy, "stage": planner.REMINDER,
+            "stage_label": planner.stage_label(planner.REMINDER),
+            "due_date": planner.due_date(moment, policy.calendar), "first_sent": None,
+            "policy_note": policy.reminder_note, "link": svc.config.setting.base_url + SAMPLE_LINK}
+    ctx = outbox.personal_context(
+        SimpleNamespace(name="Sample Person", first_name="", email=current_user.email), [item])
     message = mailer.make_message("reminder", "Sample Person", current_user.email, ctx)
     message.subject = f"[SAMPLE - test email] {message.subject}"
     try:
