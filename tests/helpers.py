@@ -31,8 +31,9 @@ def flat(text: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
-def confirm_by_page(config: Path, link: str, when: dt.datetime) -> None:
-    """What the person does: open the link, tick every statement, press the button."""
+def confirm_by_page(config: Path, link: str, when: dt.datetime) -> str:
+    """What the person does: open the link, tick every statement, press the button. Returns the
+    page they are then shown."""
     app = create_app(config_mod.load(config))
     try:
         client = app.test_client()
@@ -46,6 +47,7 @@ def confirm_by_page(config: Path, link: str, when: dt.datetime) -> None:
                 form[name] = "y"
             done = client.post(urlsplit(link).path, data=form)
             assert done.status_code == 303, done.get_data(as_text=True)
+            return client.get(urlsplit(link).path).get_data(as_text=True)
     finally:
         app.extensions["signoff"].db.dispose()
 

@@ -76,8 +76,10 @@ def test_two_policies_due_together_come_in_one_email_each_confirmed_on_its_own(s
         assert "at most one email like this a day" in body
     social, conduct = _links(amira)
     assert social != conduct
-    # Each link is its own policy's page; confirming one leaves the other to do.
-    confirm_by_page(config, social, at("2026-09-02 10:00"))
+    # Each link is its own policy's page; confirming one leaves the other to do, and says so.
+    thanks = flat(confirm_by_page(config, social, at("2026-09-02 10:00")))
+    assert "You confirmed the Use of Social Media Policy on" in thanks
+    assert "Still waiting for you" in thanks and "Staff Code of Conduct" in thanks
     report = cli("report", "--format", "csv", "--at", at("2026-09-02 11:00").isoformat(),
                  config=config).stdout
     amira_rows = sorted(line.split(",")[2:4] for line in report.splitlines()
@@ -94,7 +96,8 @@ def test_two_policies_due_together_come_in_one_email_each_confirmed_on_its_own(s
     amira_again = next(m for m in follow_ups if _to(m) == "amira@example.org")
     assert amira_again["Subject"] == ("Reminder: please confirm the Staff Code of Conduct by "
                                       "22 September")
-    confirm_by_page(config, link_in(amira_again), at("2026-09-08 10:00"))
+    thanks = flat(confirm_by_page(config, link_in(amira_again), at("2026-09-08 10:00")))
+    assert "Still waiting" not in thanks and "anything else until next year" in thanks
     assert ["code-of-conduct", "confirmed"] in [
         row[:2] for row in _fields(cli("report", "--format", "csv", "--at",
                                        at("2026-09-08 11:00").isoformat(),

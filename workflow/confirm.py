@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from wtforms import BooleanField, HiddenField
 
-from . import events, library, mailer, policies, tokens
+from . import events, library, mailer, policies, standing, tokens
 from .services import services
 from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Setting, Staff
 
@@ -45,7 +45,8 @@ _current_version = aliased(PolicyVersion)
 # Everything the page needs, in one statement built once: the link, its request, person, cycle,
 # policy, the policy's current version (not its text: see policies.html) and any confirmation.
 _PAGE = (
-    select(Link.revoked_at, Request.id.label("request_id"), Request.exempt_at, Request.dropped_at,
+    select(Link.revoked_at, Request.id.label("request_id"), Request.staff_id, Request.exempt_at,
+           Request.dropped_at,
            Staff.name, Staff.first_name, Cycle.year, Policy.title, Policy.state,
            Policy.schedule.label("own_schedule"), Setting.schedule.label("setting_schedule"),
            PolicyVersion.id.label("version_id"),
@@ -96,6 +97,20 @@ def _form_class(statements: int) -> type[FlaskForm]:
     return ConfirmForm
 
 
+def _still_to_do(svc, staff_id: int, request_id: int) -> list[str]:
+    """The titles of the person's other policies they have been asked for and not yet confirmed
+    this cycle (each one's link is in their email), in the console's order."""
+    moment = _now()
+    with svc.db.read() as session:
+        lib = svc.library(session)
+        return list(session.scalars(
+            standing.people(lib, moment, who=Staff.id == staff_id)
+            .with_only_columns(Policy.title)
+            .where(Request.id.is_not(None), Request.id != request_id,
+                   standing.status_in(moment, "pending", "overdue"))
+            .order_by(None).order_by(Policy.position, Policy.id)))
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -118,7 +133,8 @@ def page(token: str):
         # Nor the version's hash: it is evidence, and means nothing to the person.
         confirmation = {"method": row.method, "statements": row.confirmed_statements}
         return render_template("confirmed.html", confirmation=confirmation,
-                               confirmed_local=row.confirmed_at.astimezone(svc.tz), **ctx)
+                               confirmed_local=row.confirmed_at.astimezone(svc.tz),
+                               still_to_do=_still_to_do(svc, row.staff_id, row.request_id), **ctx)
     if row.exempt_at is not None:
         return render_template("message.html", title="Nothing to do",
                                text=f"{greeting}, you have been excused from this year's "
