@@ -83,7 +83,7 @@ class World:
 def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | None = None,
           db_url: str | None = None, max_per_minute: int = 0, policies: int = 1) -> World:
     """A migrated database with `staff` people and `policies` policies for everyone. With
-    `requests_sent_at`, each person already has this cycle's request (of the first policy) with
+    `requests_sent_at`, each person already has this cycle's request of each policy, with
     the first reminder sent then (the state of an idle tick). The provider's limits are off unless
     `max_per_minute` is given (the pacing benchmark)."""
     folder = Path(tempfile.mkdtemp(prefix="signoff-bench-"))
@@ -113,25 +113,27 @@ def build(staff: int, smtp_port: int = 25, *, requests_sent_at: dt.datetime | No
 
 
 def _requests(svc, sent_at: dt.datetime) -> None:
+    """This cycle's request of every policy for everyone, the first reminder sent at `sent_at`."""
     from workflow import planner
 
     with svc.db.write() as session:
-        policy = svc.library(session).policies[0]
-        cal = policy.calendar
-        year = cal.cycle_year(sent_at)
-        cycle = Cycle(policy_id=policy.id, year=year, opens_at=cal.cycle_opens(year),
-                      created_at=sent_at)
-        session.add(cycle)
-        session.flush()
-        state = planner.RequestState(cycle_opens=cycle.opens_at, start_date=None, stage_sent=0,
-                                     reminded_at=sent_at, last_message_at=sent_at)
-        next_check = planner.next_check(state, cal, sent_at)
-        overdue = planner.overdue_at(sent_at, cal)
         ids = session.scalars(select(Staff.id).order_by(Staff.id)).all()
-        session.execute(insert(Request), [
-            {"cycle_id": cycle.id, "staff_id": sid, "created_at": sent_at, "stage_sent": 0,
-             "reminded_at": sent_at, "last_message_at": sent_at, "next_check_at": next_check,
-             "overdue_at": overdue} for sid in ids])
+        for policy in svc.library(session).policies:
+            cal = policy.calendar
+            year = cal.cycle_year(sent_at)
+            cycle = Cycle(policy_id=policy.id, year=year, opens_at=cal.cycle_opens(year),
+                          created_at=sent_at)
+            session.add(cycle)
+            session.flush()
+            state = planner.RequestState(cycle_opens=cycle.opens_at, start_date=None,
+                                         stage_sent=0, reminded_at=sent_at,
+                                         last_message_at=sent_at)
+            next_check = planner.next_check(state, cal, sent_at)
+            overdue = planner.overdue_at(sent_at, cal)
+            session.execute(insert(Request), [
+                {"cycle_id": cycle.id, "staff_id": sid, "created_at": sent_at, "stage_sent": 0,
+                 "reminded_at": sent_at, "last_message_at": sent_at,
+                 "next_check_at": next_check, "overdue_at": overdue} for sid in ids])
 
 
 def opening_day(staff: int, db_url: str | None = None, max_per_minute: int = 0,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html
 import io
+import re
 
 from sqlalchemy import func, select
 
@@ -63,7 +65,23 @@ def test_schedule_in_words_and_the_coming_timeline(admin):
     assert "A new cycle opens every year on 1 September at 08:00 (Europe/London)" in page
     assert "Follow-ups go 7, 14 days after" in page
     assert "weekend or a public holiday (GB-ENG)" in page
-    assert "follow-up 1" in page and "amira@example.org" in page
+    # The timeline counts people per line; each count leads to their names.
+    rows = re.findall(r"<tr><td>(.*?)</tr>", page, re.S)
+    follow_up = next(row for row in rows if "follow-up 1" in row)
+    assert "Tue 8 Sep 2026 08:00" in follow_up and ">3<" in follow_up
+    assert "amira@example.org" not in page
+    who = re.search(r'href="(/admin/schedule/who\?[^"]+)"', follow_up).group(1)
+    names = admin.get(html.unescape(who)).get_data(as_text=True)
+    assert "Follow-up 1: Use of Social Media Policy" in names
+    for person in ("Amira Khan &lt;amira@example.org&gt;", "Ben Lewis", "Chloe Evans"):
+        assert person in names
+    assert "7 days after first reminder (1 Sep)" in names
+    # A moment the timeline has no such line for names nobody; nonsense is not found.
+    assert admin.get("/admin/schedule/who?policy=social-media&at=2026-09-09T07:00:00%2B00:00"
+                     "&what=follow-up+1").status_code == 200
+    for bad in ("at=yesterday", "at=2026-09-08T07:00:00&policy=social-media",
+                "at=2026-09-08T07:00:00%2B00:00&policy=nope"):
+        assert admin.get(f"/admin/schedule/who?{bad}").status_code == 404
 
 
 def test_test_email_goes_to_the_signed_in_admin_marked_as_a_sample(admin, smtp):
@@ -142,6 +160,30 @@ def test_evidence_page_and_csv_export(admin, app, smtp):
     assert (amira["recorded_by"], amira["signed_on"], amira["paper_kept"], amira["note"]) == (
         "", "", "", "")
     assert admin.get("/admin/evidence/9999").status_code == 404
+
+
+def test_a_large_cycles_evidence_is_listed_a_page_at_a_time(admin, app, smtp, monkeypatch):
+    from workflow.admin import evidence
+
+    monkeypatch.setattr(evidence, "PER_PAGE", 2)
+    _confirm(app, smtp, "chloe@example.org")
+    with app.extensions["signoff"].db.read() as session:
+        cycle = session.scalars(select(Cycle)).one()
+    first = html.unescape(admin.get(f"/admin/evidence/{cycle.id}").get_data(as_text=True))
+    second = html.unescape(admin.get(f"/admin/evidence/{cycle.id}?page=2")
+                           .get_data(as_text=True))
+    for page in (first, second):  # the counts are the cycle's, whatever the page
+        assert "1 confirmed,\n0 exempt, 2 not confirmed" in page
+        assert "The 3 people are listed 2 a page; the CSV has them all." in page
+        assert "Page" in page and " of 2</span>" in page
+    # Confirmed first, then the rest by name.
+    assert "chloe@example.org" in first and "Amira Khan <amira@example.org>" in first
+    assert "ben@example.org" not in first
+    assert "Ben Lewis <ben@example.org>" in second and "amira@example.org" not in second
+    assert "1 listed on page 1." in second  # the confirmations, on the other page
+    assert "?page=2" in first and "?page=1" in second
+    # A page past the end is the last one.
+    assert "Ben Lewis" in admin.get(f"/admin/evidence/{cycle.id}?page=99").get_data(as_text=True)
 
 
 def test_looking_at_every_admin_page_changes_nothing(admin, app):

@@ -316,7 +316,7 @@ def report(ctx: Context, fmt: str, at: dt.datetime | None) -> None:
     from . import reports
 
     svc = ctx.ready()
-    with svc.db.read() as session:
+    with svc.db.read_streaming() as session:
         rows = reports.rows(svc, session, _now(at, svc.tz))
         click.echo(reports.to_csv(rows) if fmt == "csv" else reports.to_text(rows), nl=False)
 

@@ -40,6 +40,7 @@ class Database:
         self._read_engine = self.engine if self.is_sqlite else self.engine.execution_options(
             isolation_level="AUTOCOMMIT")
         self._reads = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._streams = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(begin_immediate=True)
         self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -52,6 +53,13 @@ class Database:
         """read() as a plain Core connection, for a page that reads a few rows: `with
         db.read_core() as conn: …`."""
         return self._read_engine.connect()
+
+    @contextmanager
+    def read_streaming(self) -> Iterator[Session]:
+        """A read in one transaction on both databases, for a long read that streams its rows
+        (`yield_per`): PostgreSQL's server-side cursor needs a transaction to live in."""
+        with self._streams() as session, session.begin():
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:

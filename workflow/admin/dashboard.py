@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 from .. import outbox, timeline
 from ..services import services
 from ..models import Outbox, TickRun
-from ..standing import overviews
-from . import bp, now
+from ..standing import counted_overviews
+from . import bp, now, schedule
 
 STALE_AFTER_INTERVALS = 3
 RECENT_FAILURES = 20
+NEXT_SEND_WITHIN = (dt.timedelta(days=8), dt.timedelta(days=366))
 
 
 @bp.route("/")
@@ -25,16 +26,26 @@ def dashboard():
     tz = svc.tz
     with svc.db.read() as session:
         lib = svc.library(session)
-        cycles = overviews(lib, session, moment)
+        cycles = counted_overviews(lib, session, moment)
         # A year ahead always reaches the next cycle's first reminders, so there is a next send
-        # whenever anyone is on the roster.
-        coming = timeline.entries(svc, session, moment, moment + dt.timedelta(days=366), lib)
+        # whenever anyone is on the roster; the coming week, looked at first, usually has one.
+        for ahead in NEXT_SEND_WITHIN:
+            coming = timeline.batches(svc, session, moment, moment + ahead, lib)
+            if coming:
+                break
         # Under the mail provider's limits: when what waits now, and the next send's emails,
         # will all have gone.
         _, waiting = outbox.waiting(svc, session, moment)
-        first = [e for e in coming if e.when == coming[0].when]
-        next_held = next((line for _, line in timeline.held_back(svc, session, moment, first)),
-                         None)
+        first = [b for b in coming if b.when == coming[0].when]
+        next_held = None
+        if first:
+            # A person's sends of several policies at one time are one email: counted per
+            # policy, the emails are at most this many.
+            count = sum(b.count for b in first)
+            next_held = next((line for _, line in timeline.held_back(
+                svc, session, moment, [(first[0].when, count)])), None)
+            if next_held and len({b.policy for b in first}) > 1:
+                next_held = "up to " + next_held
         last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
                                     .limit(1)).first()
         failures = list(session.scalars(
@@ -45,12 +56,14 @@ def dashboard():
     interval = dt.timedelta(seconds=svc.config.scheduler.interval_seconds)
     stale = last_tick is None or moment - last_tick.started_at > STALE_AFTER_INTERVALS * interval
     next_send = coming[0] if coming else None
+    titles = schedule.titles(lib)
     days_to_next = None
     if next_send is not None:
         cal = lib.calendar
         days_to_next = (cal.local_date(next_send.when) - cal.local_date(moment)).days
     return render_template("admin/dashboard.html", active="dashboard", cycles=cycles,
                            next_send=next_send, days_to_next=days_to_next, last_tick=last_tick,
-                           stale=stale, interval=interval, failures=failures,
+                           stale=stale, interval=interval, failures=failures, first=first,
+                           titles=titles,
                            failure_count=failure_count, tz=tz, waiting=waiting,
                            next_held=next_held)

@@ -4,12 +4,14 @@ page with the policy version, every confirmation and exemption."""
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template
-from sqlalchemy import select
+from collections import Counter
+
+from flask import Response, abort, render_template, request, stream_with_context
+from sqlalchemy import case, func, select
 
 from .. import policies, reports, standing
 from ..services import services
-from ..models import Cycle, Event, Policy
+from ..models import Confirmation, Cycle, Event, Policy, Request, Staff
 from . import bp, now
 
 
@@ -34,46 +36,96 @@ def _cycle(session, cycle_id: int) -> Cycle:
     return cycle
 
 
+# The evidence page's sections, in order; a person is in one.
+SECTIONS = ("confirmed", "exempt", "outstanding", "gone", "dropped")
+PER_PAGE = 200  # people a page: a cycle of 50,000 is listed a page at a time, the CSV has all
+
+
+def _section(current: bool, moment):
+    """Which of SECTIONS a `standing.people` row is in, as a SQL expression. "Not confirmed" is
+    the people the counts are over (`standing.counted`), as on the dashboard; someone asked who
+    left without confirming is listed apart and counted nowhere."""
+    status_ = standing.status(moment)
+    return case((status_ == "confirmed", 0), (status_ == "exempt", 1),
+                (status_ == "dropped", 4),
+                (standing.counted(current), 2), else_=3)
+
+
 @bp.route("/evidence/<id:cycle_id>")
 def evidence_page(cycle_id: int):
     svc = services()
+    moment = now()
+    page = request.args.get("page", "1")
+    page = int(page) if page.isdigit() and 0 < len(page) < 7 and int(page) > 0 else 1
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
-        entries = standing.of_cycle(svc.library(session), session, cycle, now())
+        lib = svc.library(session)
+        current = standing.is_current(lib, cycle, moment)
+        query = standing.people(lib, moment, cycle, standing.listed(current))
+        section = _section(current, moment).label("section")
+        counted = standing.counted(current)
+        # The counts, in the database: each section's size, the tally, who has left.
+        each = (query.with_only_columns(section, standing.status(moment).label("status"),
+                                        counted.label("counted"), Staff.active.label("active"))
+                .order_by(None).subquery())
+        counts = (select(each.c.section, each.c.status, each.c.counted, each.c.active,
+                         func.count())
+                  .group_by(each.c.section, each.c.status, each.c.counted, each.c.active))
+        sizes, statuses, left = Counter(), Counter(), 0
+        for where, status_, is_counted, active, n in session.execute(counts):
+            sizes[SECTIONS[where]] += n
+            if is_counted:
+                statuses[status_] += n
+            elif not active:
+                left += n
+        total = sum(sizes.values())
+        pages = max(1, -(-total // PER_PAGE))
+        page = min(page, pages)
+        shown: dict[str, list[standing.Standing]] = {name: [] for name in SECTIONS}
+        for staff, req, conf, status_, is_counted, due, where in session.execute(
+                query.add_columns(section).order_by(None)
+                .order_by(section, func.lower(Staff.name), Staff.email)
+                .limit(PER_PAGE).offset((page - 1) * PER_PAGE)):
+            shown[SECTIONS[where]].append(standing.Standing(
+                staff, cycle.policy, cycle, req, conf, status_, bool(is_counted), due))
+        rows = [s for found in shown.values() for s in found]
         # Who exempted each person, from the append-only log.
         exempted_by = {e.request_id: e.actor for e in session.scalars(
             select(Event).where(Event.kind == "exempted",
-                                Event.request_id.in_([s.request.id for s in entries
+                                Event.request_id.in_([s.request.id for s in rows
                                                       if s.request])))}
-        versions = {}
-        for s in entries:
-            if s.confirmation is not None:
-                versions.setdefault(s.confirmation.version_sha256, s.confirmation.policy_version)
+        versions = sorted(session.scalars(
+            select(Confirmation.version_sha256).distinct()
+            .join(Request, Request.id == Confirmation.request_id)
+            .where(Request.cycle_id == cycle.id)))
         asked = reports.cycle_version(session, cycle)
-    done = ("confirmed", "exempt")
-    # "Not confirmed" is the people the counts are over (`standing.counted`), as on the dashboard;
-    # someone asked who left without confirming is listed apart and counted nowhere.
+    # Where each section's people are, for a section with none on this page.
+    first, pages_of = 0, {}
+    for name in SECTIONS:
+        if sizes[name]:
+            pages_of[name] = (first // PER_PAGE + 1, (first + sizes[name] - 1) // PER_PAGE + 1)
+        first += sizes[name]
     return render_template("admin/evidence.html", active="evidence", cycle=cycle,
-                           confirmed=[s for s in entries if s.status == "confirmed"],
-                           exempt=[s for s in entries if s.status == "exempt"],
-                           outstanding=[s for s in entries
-                                        if s.counted and s.status not in done],
-                           gone=[s for s in entries if not s.counted
-                                 and s.status not in (*done, "dropped")],
-                           dropped=[s for s in entries if s.status == "dropped"],
-                           tally=standing.tally(entries),
-                           left=sum(1 for s in entries if not s.counted
-                                    and not s.person.active),
+                           shown=shown, sizes=sizes, pages_of=pages_of,
+                           tally=standing.Tally.of(statuses.elements()), left=left,
                            exempted_by=exempted_by, versions=versions, asked=asked,
-                           tz=svc.tz, setting=svc.config.setting)
+                           page=page, pages=pages, per_page=PER_PAGE, tz=svc.tz,
+                           setting=svc.config.setting)
 
 
 @bp.route("/evidence/<id:cycle_id>/export.csv")
 def export(cycle_id: int):
+    """The cycle's CSV, streamed as it is read: the first rows leave before the last are read."""
     svc = services()
+    moment = now()
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
-        rows = list(reports.cycle_rows(svc, session, cycle, now()))
-    filename = f"signoff-{cycle.policy.slug}-{cycle.year}.csv"
-    return Response(reports.to_csv(iter(rows)), mimetype="text/csv",
+        filename = f"signoff-{cycle.policy.slug}-{cycle.year}.csv"
+
+    def chunks():
+        with svc.db.read_streaming() as session:
+            yield from reports.csv_chunks(reports.cycle_rows(svc, session,
+                                                             _cycle(session, cycle_id), moment))
+
+    return Response(stream_with_context(chunks()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -431,9 +431,11 @@ def _preview(svc: Services, session: Session, before: Library, after: Library,
     end = moment + AHEAD
 
     def counts(lib: Library) -> Counter:
-        found = timeline.entries(svc, session, moment, end, lib)
-        return Counter((e.when, e.policy, e.what) for e in found
-                       if digests or e.what != "head-teacher digest")
+        found: Counter = Counter()
+        for b in timeline.batches(svc, session, moment, end, lib):
+            if digests or b.what != "head-teacher digest":
+                found[b.when, b.policy, b.what] += b.count
+        return found
 
     old, new = counts(before), counts(after)
     titles = {e.slug: e.title for e in (*before.policies, *after.policies)}

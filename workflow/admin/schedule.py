@@ -7,7 +7,7 @@ import smtplib
 import ssl
 from types import SimpleNamespace
 
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import events, library, mailer, outbox, planner, timeline
@@ -15,6 +15,7 @@ from ..services import Services, services
 from . import bp, now
 
 WEEKS_AHEAD = 8
+PER_PAGE = 100  # names a page of one timeline line
 SAMPLE_LINK = "/c/SAMPLE-this-is-a-test-email-and-this-link-does-not-work"
 
 
@@ -85,10 +86,48 @@ def schedule():
     end = moment + dt.timedelta(weeks=WEEKS_AHEAD)
     with svc.db.read() as session:
         lib = svc.library(session)
-        entries = timeline.entries(svc, session, moment, end, lib)
+        coming = timeline.batches(svc, session, moment, end, lib)
     return render_template("admin/schedule.html", active="schedule", words=in_words(svc, lib),
                            policies=[(e, policy_in_words(e)) for e in lib.policies],
-                           entries=entries, tz=svc.tz, end=end, weeks=WEEKS_AHEAD)
+                           batches=coming, titles=titles(lib), tz=svc.tz, end=end,
+                           weeks=WEEKS_AHEAD, sends=sum(b.count for b in coming))
+
+
+def titles(lib: library.Library) -> dict[str, str]:
+    """Each policy's title by its slug, and the digest's "policy"."""
+    return {**{e.slug: e.title for e in lib.policies}, "all": "all policies"}
+
+
+@bp.route("/schedule/who")
+def schedule_who():
+    """The people one line of the timeline sends to (the timeline counts them): a policy's sends
+    of one kind at one moment, a hundred names a page."""
+    svc = services()
+    moment = now()
+    try:
+        at = dt.datetime.fromisoformat(request.args.get("at", ""))
+    except ValueError:
+        abort(404)
+    if at.tzinfo is None or not moment <= at <= moment + dt.timedelta(days=400):
+        abort(404)
+    what = request.args.get("what", "")
+    page = request.args.get("page", "1")
+    page = int(page) if page.isdigit() and 0 < len(page) < 7 and int(page) > 0 else 1
+    with svc.db.read() as session:
+        lib = svc.library(session)
+        entry = lib.by_slug(request.args.get("policy", ""))
+        if entry is None or not entry.active:
+            abort(404)
+        found = [b for b in timeline.batches(svc, session, moment, at, lib, names=True,
+                                             policy_id=entry.id)
+                 if b.when == at and b.what == what]
+    people = sorted({who for b in found for who in b.who})
+    pages = max(1, -(-len(people) // PER_PAGE))
+    page = min(page, pages)
+    return render_template("admin/schedule_who.html", active="schedule", entry=entry, at=at,
+                           what=what, people=people[(page - 1) * PER_PAGE:page * PER_PAGE],
+                           total=len(people), page=page, pages=pages, tz=svc.tz,
+                           why=sorted({b.why for b in found}))
 
 
 @bp.route("/schedule/test-email", methods=["POST"])
