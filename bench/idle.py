@@ -1,4 +1,4 @@
-"""Idle tick: everyone has had their first reminder and nothing is due. One tick after start-up
+"""Idle tick: everyone has had their first reminder of each of three policies and nothing is due. One tick after start-up
 must be quick, and the number of SQL statements it issues must not grow with the staff count.
 
 Statements are counted by the database itself: SQLite's trace callback on every connection the
@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from . import world
 
+POLICIES = 3  # each person asked for each: the idle tick stays flat in staff and in policies
 SENT_AT = world.OPEN
 IDLE_AT = world.OPEN + dt.timedelta(days=2, hours=2)  # Thursday 10:00: nothing due
 
@@ -24,7 +25,7 @@ def measure(staff: int, postgres=None) -> tuple[float, int]:
     from workflow import tick
 
     url = postgres.new_url() if postgres else None
-    w = world.build(staff, requests_sent_at=SENT_AT, db_url=url)
+    w = world.build(staff, requests_sent_at=SENT_AT, db_url=url, policies=POLICIES)
     try:
         counting = postgres.statements(url) if postgres else nullcontext([])
         with counting as statements:
