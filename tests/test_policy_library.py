@@ -209,6 +209,8 @@ def test_the_console_adds_a_policy_previewed_first_and_the_tick_uses_it_at_once(
     assert "Saving this sends 3 first reminders on Wed 2 Sep 2026 at 10:00" in page
     assert "It is for everyone: 3 active people on the roster." in page
     assert saved.status_code == 303
+    assert ("Saved the Staff Code of Conduct. This sends 3 first reminders on Wed 2 Sep 2026 at "
+            "10:00") in admin.get(saved.headers["Location"]).get_data(as_text=True)
     listed = admin.get("/admin/policies").get_data(as_text=True)
     assert "Staff Code of Conduct" in listed and "active" in listed
     before = len(smtp.inbox)

@@ -137,10 +137,8 @@ def last_digest_day(lib: Library, session: Session) -> dt.date | None:
 def next_due(session: Session, lib: Library, now: dt.datetime) -> dt.datetime | None:
     """When the next digest is due, counted from the first moment anyone still to confirm is (or
     will be) overdue. On the setting's own schedule: one digest across all policies."""
-    earliest = session.scalar(standing.people(lib, now)
-                              .with_only_columns(func.min(standing.overdue_from()))
-                              .where(standing.status_in(now, "pending", "overdue"))
-                              .order_by(None))
+    earliest = session.scalar(standing.open_requests(lib, now)
+                              .with_only_columns(func.min(standing.overdue_from())))
     if earliest is None:
         return None
     return planner.next_digest_due(earliest, last_digest_day(lib, session), lib.calendar)

@@ -181,6 +181,10 @@ class Request(Base):
         UniqueConstraint("cycle_id", "staff_id"),
         Index("ix_request_open_next", "next_check_at"),
         Index("ix_request_open_overdue", "overdue_at"),
+        # The few requests closed as no longer applying: each tick looks for any back in their
+        # policy's audience, and must not read every request to find none.
+        Index("ix_request_dropped", "cycle_id", sqlite_where=text("dropped_at IS NOT NULL"),
+              postgresql_where=text("dropped_at IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id"))

@@ -28,7 +28,7 @@ from typing import Any
 
 from flask_mail import BadHeaderError, Message
 from sqlalchemy import bindparam, delete, distinct, exists, func, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from . import digest, events, library, mailer, pacing, planner, tokens
 from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, Request, Staff,
@@ -440,33 +440,30 @@ class Sender:
     def _compose_personal(self, session: Session, job: Claim) -> Composed:
         """One email to the person naming each policy in the claim that still wants them: the
         rest (confirmed, exempt, closed, paused, last year's) are cancelled."""
-        requests = {r.id: r for r in session.scalars(
-            _REQUESTS_TO_COMPOSE, {"ids": [item.request_id for item in job.items]})}
+        found = {row.id: row for row in session.execute(
+            _TO_COMPOSE, {"ids": [item.request_id for item in job.items]})}
         wanted, cancelled = [], []
         for item in job.items:
-            request = requests[item.request_id]
-            entry = self.library.get(request.cycle.policy_id)
-            current = entry is not None and entry.active and self._current(request, entry)
-            if request.closed_at is not None or not request.staff.active or not current:
-                inactive = request.closed_at is None and not request.staff.active
+            row = found[item.request_id]
+            entry = self.library.get(row.policy_id)
+            current = (entry is not None and entry.active
+                       and row.year == entry.cycle_year(self.clock()))  # not last year's
+            if row.closed_at is not None or not row.active or not current:
+                inactive = row.closed_at is None and not row.active
                 cancelled.append((item, INACTIVE if inactive and item.stage is not None
                                   else UNWANTED))
             else:
-                wanted.append((self.library.policies.index(entry), item, entry, request))
+                wanted.append((self.library.policies.index(entry), item, entry, row))
         if not wanted:
             return Composed(cancelled=cancelled)
         base_url = self.svc.config.setting.base_url
-        items = [{**reminder_context(entry, request, item.stage or planner.REMINDER,
-                                     self.clock()), "link": f"{base_url}/c/{item.token}"}
-                 for _, item, entry, request in sorted(wanted, key=lambda w: w[0])]
-        staff = requests[job.items[0].request_id].staff
+        items = [{**reminder_context(entry, row, item.stage or planner.REMINDER, self.clock()),
+                  "link": f"{base_url}/c/{item.token}"}
+                 for _, item, entry, row in sorted(wanted, key=lambda w: w[0])]
+        person = wanted[0][3]
         kind = job.without([item for item, _ in cancelled]).kind
-        return Composed(mailer.make_message(kind, staff.name, staff.email,
-                                            personal_context(staff, items)), cancelled)
-
-    def _current(self, request: Request, entry: library.Entry) -> bool:
-        """A message for last year's cycle is not sent once this year's has opened."""
-        return request.cycle.year == entry.cycle_year(self.clock())
+        return Composed(mailer.make_message(kind, person.name, person.email,
+                                            personal_context(person, items)), cancelled)
 
     # --- outcomes: each its own commit ---
 
@@ -487,13 +484,14 @@ class Sender:
         else:
             with self.svc.db.write_core() as conn:
                 conn.execute(_MARK_SENT, sent)
-                for item in job.items:
-                    if item.kind in PERSONAL:
-                        staff_id = _advance(conn, self.library, item.request_id, at)
-                        events.record(conn, "invited" if item.stage == planner.REMINDER
-                                      else "reminded", at, staff_id=staff_id,
-                                      request_id=item.request_id, stage=item.stage,
-                                      message_id=message.msgId)
+                personal = [item for item in job.items if item.kind in PERSONAL]
+                if personal:
+                    staff_id = _advance(conn, self.library,
+                                        [item.request_id for item in personal], at)
+                    conn.execute(events.INSERT, [events.row(
+                        "invited" if item.stage == planner.REMINDER else "reminded", at,
+                        staff_id=staff_id, request_id=item.request_id, stage=item.stage,
+                        message_id=message.msgId) for item in personal])
         self.held = None
         self.result.sent += 1
 
@@ -518,7 +516,7 @@ class Sender:
                 row.status, row.failed_at = "failed", at
                 staff_id = None
                 if row.kind in PERSONAL:  # their clock starts all the same
-                    staff_id = _advance(session, self.library, row.request_id, at)
+                    staff_id = _advance(session, self.library, [row.request_id], at)
                 events.record(session, "delivery_failed", at, staff_id=staff_id,
                               request_id=row.request_id, message=row.kind, to=row.to_email,
                               reason=row.last_error)
@@ -582,39 +580,44 @@ class Sender:
         self.conn = _drop(self.conn)
 
 
-# A person's email's requests, with what composing it reads (the person, the policy) in the same query.
-_REQUESTS_TO_COMPOSE = (select(Request).where(Request.id.in_(bindparam("ids", expanding=True)))
-                       .options(joinedload(Request.staff),
-                                joinedload(Request.cycle).joinedload(Cycle.policy)))
+# A person's email's requests, with what composing it reads (the person, the cycle), in one query.
+_TO_COMPOSE = (select(Request.id, Request.closed_at, Request.reminded_at, Request.due_extended_to,
+                      Cycle.policy_id, Cycle.year, Staff.active, Staff.name, Staff.first_name,
+                      Staff.email)
+               .join(Cycle, Cycle.id == Request.cycle_id).join(Staff, Staff.id == Request.staff_id)
+               .where(Request.id.in_(bindparam("ids", expanding=True))))
 _R = Request.__table__.c
 _MARK_SENT = (update(Outbox.__table__).where(_O.id == bindparam("outbox_id"))
               .values(status="sent", sent_at=_AT,
                       message_id=bindparam("message_id"), attempts=_O.attempts + 1,
                       claimed_until=None, claimed_by=None, last_error=None,
                       to_email=bindparam("to_email"), to_name=bindparam("to_name")))
-_STATE = (select(_R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
+_STATE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
                  _R.staff_id, Cycle.opens_at, Cycle.policy_id, Staff.start_date)
           .join(Cycle, _R.cycle_id == Cycle.id).join(Staff, _R.staff_id == Staff.id)
-          .where(_R.id == bindparam("request_id")))
+          .where(_R.id.in_(bindparam("request_ids", expanding=True))))
 _ADVANCE = (update(Request.__table__).where(_R.id == bindparam("request_id"))
             .values({name: bindparam(name, type_=UTCDateTime()) for name in
                      ("reminded_at", "last_message_at", "overdue_at", "next_check_at")}))
 
 
-def _advance(conn, lib: library.Library, request_id: int, at: dt.datetime) -> int:
-    """The person's clock once a message to them has had its outcome, as the planner dates it on
-    the policy's calendar. Returns the person's id."""
-    row = conn.execute(_STATE, {"request_id": request_id}).one()
-    entry = lib.get(row.policy_id)
-    cal = entry.calendar if entry is not None else lib.calendar  # retired while in the outbox
-    clock = planner.after_send(planner.RequestState(
-        cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
-        reminded_at=row.reminded_at, last_message_at=row.last_message_at,
-        due_extended_to=row.due_extended_to), cal, at)
-    conn.execute(_ADVANCE, {"request_id": request_id, "reminded_at": clock.reminded_at,
-                            "last_message_at": clock.last_message_at,
-                            "overdue_at": clock.overdue_at, "next_check_at": clock.next_check_at})
-    return row.staff_id
+def _advance(conn, lib: library.Library, request_ids: list[int], at: dt.datetime) -> int:
+    """The person's clock in each of their requests once a message to them has had its outcome,
+    as the planner dates it on each policy's calendar. Returns the person's id."""
+    changes, staff_id = [], None
+    for row in conn.execute(_STATE, {"request_ids": request_ids}):
+        entry = lib.get(row.policy_id)
+        cal = entry.calendar if entry is not None else lib.calendar  # retired while in the outbox
+        clock = planner.after_send(planner.RequestState(
+            cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
+            reminded_at=row.reminded_at, last_message_at=row.last_message_at,
+            due_extended_to=row.due_extended_to), cal, at)
+        changes.append({"request_id": row.id, "reminded_at": clock.reminded_at,
+                        "last_message_at": clock.last_message_at,
+                        "overdue_at": clock.overdue_at, "next_check_at": clock.next_check_at})
+        staff_id = row.staff_id
+    conn.execute(_ADVANCE, changes)
+    return staff_id
 
 
 def _drop_link(session: Session, item: Item) -> None:
@@ -622,13 +625,14 @@ def _drop_link(session: Session, item: Item) -> None:
         session.execute(delete(Link.__table__).where(Link.token_sha256 == item.link_sha256))
 
 
-def reminder_context(entry: library.Entry, request: Request, stage: int,
+def reminder_context(entry: library.Entry, request: Any, stage: int,
                      now: dt.datetime) -> dict[str, Any]:
-    """What a reminder or follow-up says about `request` (of the policy `entry`): one item of
-    the person's email. Its `link` is added by whoever has one."""
+    """What a reminder or follow-up says about `request` (of the policy `entry`; anything with
+    its `reminded_at` and `due_extended_to`): one item of the person's email. Its `link` is added
+    by whoever has one."""
     cal = entry.calendar
     return {
-        "policy": request.cycle.policy,
+        "policy": entry,
         "stage": stage,
         "stage_label": planner.stage_label(stage),
         "due_date": planner.due_date(request.reminded_at or now, cal, request.due_extended_to),

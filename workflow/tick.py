@@ -75,7 +75,7 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
         lib = svc.library(session)
         cycles = _open_cycles(svc, session, lib, now, result)
         result.new_requests = _ask_everyone(svc, session, lib.setting_id, cycles, now)
-        result.dropped = _follow_audiences(svc, session, cycles, now)
+        result.dropped = _follow_audiences(svc, session, lib, cycles, now)
         roster.forget_uploads(session, now)
     if result.new_requests >= ANALYZE_AFTER:
         svc.db.refresh_statistics("request", "staff")
@@ -153,14 +153,16 @@ def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
     return added
 
 
-def _follow_audiences(svc: Services, session, cycles: list[Cycle], now: dt.datetime) -> int:
+def _follow_audiences(svc: Services, session, lib: library.Library, cycles: list[Cycle],
+                      now: dt.datetime) -> int:
     """Stop chasing whoever has left a policy's audience (their groups or its audience changed):
     their open request is closed as no longer applying, kept with its history. Someone back in
     the audience has theirs opened again, to be looked at now. Returns how many were closed."""
     dropped = 0
     for cycle in cycles:
         inside = standing.in_audience(cycle.policy_id)
-        leaving = session.execute(
+        # A policy for everyone has nobody outside its audience: its open requests are not read.
+        leaving = [] if not lib.get(cycle.policy_id).audience else session.execute(
             select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
             .where(Request.cycle_id == cycle.id, Request.closed_at.is_(None), ~inside)).all()
         if leaving:

@@ -1,6 +1,7 @@
 """one email a day: each outbox row names the person it goes to, so that the send loop can put
 everything due for one person into one email, and hold back what comes due for them on a day
-they have already had one
+they have already had one; and an index of the requests closed as no longer applying, so that an
+idle tick need not read every request to find none come back into their policy's audience
 
 Revision ID: 0009
 Revises: 0008
@@ -22,9 +23,13 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_staff_id', ['staff_id', 'sent_at'])
     op.execute("UPDATE outbox SET staff_id = (SELECT staff_id FROM request "
                "WHERE request.id = outbox.request_id) WHERE request_id IS NOT NULL")
+    op.create_index('ix_request_dropped', 'request', ['cycle_id'],
+                    sqlite_where=sa.text('dropped_at IS NOT NULL'),
+                    postgresql_where=sa.text('dropped_at IS NOT NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_request_dropped', table_name='request')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_staff_id')
         batch_op.drop_constraint('fk_outbox_staff_id_staff', type_='foreignkey')

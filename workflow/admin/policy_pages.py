@@ -113,7 +113,7 @@ def _edit(policy_id: int | None):
             return _form_page(form, stored, lib, groups, preview=preview)
     with svc.db.write() as session:
         saved = _save(session, lib, policy_id, draft, moment)
-    flash(f"Saved the {draft.title}. {preview.headline}", "ok")
+    flash(f"Saved the {draft.title}. {_done(preview.headline)}", "ok")
     return redirect(url_for("admin.policy_edit", policy_id=saved), code=303)
 
 
@@ -324,7 +324,7 @@ def closures():
                             last=added.last, created_at=moment))
         events.record(session, "closure_added", moment, actor=current_user.email,
                       name=added.name, first=added.first.isoformat(), last=added.last.isoformat())
-    flash(f"Added the closure {added.name}. {preview.headline}", "ok")
+    flash(f"Added the closure {added.name}. {_done(preview.headline)}", "ok")
     return redirect(url_for("admin.closures"), code=303)
 
 
@@ -460,6 +460,12 @@ def _preview(svc: Services, session: Session, before: Library, after: Library,
     return Preview(headline=headline, added=[line(k, n) for k, n in added[:SHOWN]],
                    removed=[line(k, n) for k, n in removed[:SHOWN]], more=more,
                    notes=notes or [])
+
+
+def _done(headline: str) -> str:
+    """A preview's headline once the change is saved: "Saving this sends …" becomes "This sends
+    …"."""
+    return headline.replace("Saving this ", "This ", 1)
 
 
 def _many(n: int, what: str) -> str:
