@@ -178,15 +178,13 @@ def claim(conn, at: dt.datetime, worker: str, lib: library.Library) -> Claim | N
         if not rows:  # another run took it first
             continue
         rows.sort(key=lambda r: r.id)
-        items = []
-        for row in rows:
-            if row.kind not in PERSONAL:
-                items.append(Item(row.id, row.kind, row.stage, row.request_id))
-                continue
-            token, sha256 = tokens.new_token()
-            conn.execute(_ADD_LINK, {"request_id": row.request_id, "token_sha256": sha256,
-                                     "created_at": at})
-            items.append(Item(row.id, row.kind, row.stage, row.request_id, token, sha256))
+        items = [Item(row.id, row.kind, row.stage, row.request_id,
+                      *(tokens.new_token() if row.kind in PERSONAL else (None, None)))
+                 for row in rows]
+        links = [{"request_id": item.request_id, "token_sha256": item.link_sha256,
+                  "created_at": at} for item in items if item.link_sha256 is not None]
+        if links:
+            conn.execute(_ADD_LINK, links)
         lead = rows[0]
         return Claim(tuple(items), lead.to_email, lead.to_name, lead.payload, lead.staff_id)
 
