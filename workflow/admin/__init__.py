@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -16,6 +16,15 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def now() -> dt.datetime:
     """The console reads the clock here; what it asks below takes the moment as an argument."""
     return dt.datetime.now(dt.timezone.utc)
+
+
+def paging(count: int, per_page: int) -> tuple[int, int]:
+    """(the page asked for in ?page=, at most the last; how many pages) for `count` items: a
+    page that is not a whole number from 1 is the first."""
+    asked = request.args.get("page", "1")
+    page = int(asked) if asked.isdigit() and 0 < len(asked) < 7 and int(asked) > 0 else 1
+    pages = max(1, -(-count // per_page))
+    return min(page, pages), pages
 
 
 def init_app(app: Flask) -> None:

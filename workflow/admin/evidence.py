@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from flask import Response, abort, render_template, request, stream_with_context
+from flask import Response, abort, render_template, stream_with_context
 from sqlalchemy import case, func, select
 
 from .. import policies, reports, standing
 from ..services import services
 from ..models import Confirmation, Cycle, Event, Policy, Request, Staff
-from . import bp, now
+from . import bp, now, paging
 
 
 @bp.route("/evidence")
@@ -55,8 +55,6 @@ def _section(current: bool, moment):
 def evidence_page(cycle_id: int):
     svc = services()
     moment = now()
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and 0 < len(page) < 7 and int(page) > 0 else 1
     with svc.db.read() as session:
         cycle = _cycle(session, cycle_id)
         lib = svc.library(session)
@@ -78,9 +76,7 @@ def evidence_page(cycle_id: int):
                 statuses[status_] += n
             elif not active:
                 left += n
-        total = sum(sizes.values())
-        pages = max(1, -(-total // PER_PAGE))
-        page = min(page, pages)
+        page, pages = paging(sum(sizes.values()), PER_PAGE)
         shown: dict[str, list[standing.Standing]] = {name: [] for name in SECTIONS}
         for staff, req, conf, status_, is_counted, due, where in session.execute(
                 query.add_columns(section).order_by(None)

@@ -17,7 +17,7 @@ from .. import events, roster, standing
 from ..policies import setting_id
 from ..services import services
 from ..models import Policy, RosterUpload, Staff
-from . import bp, now
+from . import bp, now, paging
 from .forms import ApplyForm, ColumnsForm, StaffForm, UploadForm
 
 # Most in need of attention first when sorting by status.
@@ -39,8 +39,6 @@ def people():
     q = request.args.get("q", "").strip()[:200]
     sort = request.args.get("sort", "name")
     wanted = request.args.get("status", "")
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and 0 < len(page) < 7 and int(page) > 0 else 1
     problem = None
     moment = now()
     # Each person's status in each policy's current cycle (standing's one definition), and their
@@ -72,6 +70,7 @@ def people():
                                              .where(each.c.status == wanted)))
         total = session.scalar(select(func.count()).select_from(everyone.subquery()))
         matched = session.scalar(select(func.count()).select_from(found.subquery()))
+        page, pages = paging(matched, PAGE)
         if sort == "status":
             found = found.outerjoin(ranks, ranks.c.staff_id == Staff.id)
         shown = list(session.scalars(found.order_by(*sorts[sort])
@@ -85,11 +84,10 @@ def people():
                 .order_by(None))}
     rows = [{"person": p, "statuses": [(c, statuses.get((p.id, c.id), ""))
                                        for c in configured]} for p in shown]
-    pages = max(1, -(-matched // PAGE))
     return render_template("admin/people.html", active="people", rows=rows, q=q, sort=sort,
                            sorts=list(sorts), policies=configured, wanted=wanted,
                            statuses=list(RANK), problem=problem, total=total, matched=matched,
-                           page=min(page, pages), pages=pages, first=(page - 1) * PAGE + 1,
+                           page=page, pages=pages, first=(page - 1) * PAGE + 1,
                            upload=UploadForm())
 
 

@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from .. import events, library, mailer, outbox, planner, timeline
 from ..services import Services, services
-from . import bp, now
+from . import bp, now, paging
 
 WEEKS_AHEAD = 8
 PER_PAGE = 100  # names a page of one timeline line
@@ -111,8 +111,6 @@ def schedule_who():
     if at.tzinfo is None or not moment <= at <= moment + dt.timedelta(days=400):
         abort(404)
     what = request.args.get("what", "")
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and 0 < len(page) < 7 and int(page) > 0 else 1
     with svc.db.read() as session:
         lib = svc.library(session)
         entry = lib.by_slug(request.args.get("policy", ""))
@@ -122,8 +120,7 @@ def schedule_who():
                                              policy_id=entry.id)
                  if b.when == at and b.what == what]
     people = sorted({who for b in found for who in b.who})
-    pages = max(1, -(-len(people) // PER_PAGE))
-    page = min(page, pages)
+    page, pages = paging(len(people), PER_PAGE)
     return render_template("admin/schedule_who.html", active="schedule", entry=entry, at=at,
                            what=what, people=people[(page - 1) * PER_PAGE:page * PER_PAGE],
                            total=len(people), page=page, pages=pages, tz=svc.tz,
