@@ -17,6 +17,21 @@ from admin_helpers import ADMIN, PASSWORD
 from conftest import SIGNOFF, Inbox, _Handler, free_port, link_in, run_signoff, write_config
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def require_browser():
+    """Skip the calling test module, with the reason, where Chromium, Playwright or axe-core is
+    missing; else Playwright's `expect`. Call it at the module's top level."""
+    import os
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"browser tests need Chromium at {CHROMIUM} (`make test` installs it with "
+                    "apt when run as root)", allow_module_level=True)
+    playwright_api = pytest.importorskip("playwright.sync_api",
+                                         reason="playwright is not installed")
+    pytest.importorskip("axe_playwright_python.sync_playwright",
+                        reason="axe-playwright-python is not installed")
+    return playwright_api.expect
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 

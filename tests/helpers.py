@@ -22,6 +22,19 @@ from workflow import config as config_mod
 from workflow.app import create_app
 
 
+# A second policy for everyone, on the setting's schedule, for the tests of several policies.
+CODE_OF_CONDUCT = """
+[[policy]]
+slug = "code-of-conduct"
+title = "Staff Code of Conduct"
+text = \"\"\"# Staff Code of Conduct
+
+Treat every child, parent and colleague with respect.
+\"\"\"
+statements = ["I have read the code of conduct and follow it."]
+"""
+
+
 def parts(message: EmailMessage) -> tuple[str, str]:
     return message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
 

@@ -11,18 +11,8 @@ from collections import Counter
 
 from admin_helpers import admin, app, clock, console, post, staff_id  # noqa: F401
 from conftest import at, link_in
-from helpers import confirm_by_page, flat, parts
+from helpers import CODE_OF_CONDUCT, confirm_by_page, flat, parts
 
-CODE_OF_CONDUCT = """
-[[policy]]
-slug = "code-of-conduct"
-title = "Staff Code of Conduct"
-text = \"\"\"# Staff Code of Conduct
-
-Treat every child, parent and colleague with respect.
-\"\"\"
-statements = ["I have read the code of conduct and follow it."]
-"""
 
 LONE_WORKING_AT_TEN = """
 [[policy]]

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 
 import pytest
 
 from admin_helpers import ADMIN
-from browser_helpers import (CHROMIUM, accessible, browser, fits, page,  # noqa: F401
-                             phone_page, serve, sign_in_with_the_keyboard)
+from browser_helpers import (accessible, browser, fits, page,  # noqa: F401
+                             phone_page, require_browser, serve,
+                             sign_in_with_the_keyboard)
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (`make test` installs it with apt "
-                "when run as root)", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytest.importorskip("axe_playwright_python.sync_playwright",
-                    reason="axe-playwright-python is not installed")
-expect = playwright_api.expect
+expect = require_browser()
 
 ROSTER = """\
 name,email,role,start_date,active

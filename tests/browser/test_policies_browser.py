@@ -5,38 +5,22 @@ skipped with the reason when Chromium is not installed."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
-from browser_helpers import (CHROMIUM, accessible, browser, fits, page,  # noqa: F401
-                             phone_page, serve, sign_in_with_the_keyboard)
-from helpers import parts
+from browser_helpers import (accessible, browser, fits, page,  # noqa: F401
+                             phone_page, require_browser, serve,
+                             sign_in_with_the_keyboard)
+from helpers import CODE_OF_CONDUCT, parts
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (`make test` installs it with apt "
-                "when run as root)", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytest.importorskip("axe_playwright_python.sync_playwright",
-                    reason="axe-playwright-python is not installed")
-expect = playwright_api.expect
+expect = require_browser()
 
 ROSTER = """\
 name,email,role,groups
 Amira Khan,amira@example.org,Practitioner,practitioners
 Ben Lewis,ben@example.org,Caretaker,site
 Chloe Evans,chloe@example.org,Teacher,practitioners
-"""
-CODE_OF_CONDUCT = """
-[[policy]]
-slug = "code-of-conduct"
-title = "Staff Code of Conduct"
-text = \"\"\"# Staff Code of Conduct
-
-Treat every child, parent and colleague with respect.
-\"\"\"
-statements = ["I have read the code of conduct and follow it."]
 """
 
 
