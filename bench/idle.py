@@ -1,5 +1,6 @@
-"""Idle tick: everyone has had their first reminder of each of three policies and nothing is due. One tick after start-up
-must be quick, and the number of SQL statements it issues must not grow with the staff count.
+"""Idle tick: everyone has had their first reminder of each of three policies and nothing is due.
+One tick after start-up must be quick, and the number of SQL statements it issues must not grow
+with the staff count.
 
 Statements are counted by the database itself: SQLite's trace callback on every connection the
 tick opens, PostgreSQL's statement log; so those the outbox runs on a raw DB-API connection count

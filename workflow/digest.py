@@ -1,7 +1,8 @@
 """The head teacher's digest: one email across all policies listing every overdue person once, with
 each policy they have not confirmed, on the day someone first becomes overdue (the day after the
-date their reminders asked for) and then every `digest_every_days` while anyone is. Its people and counts are the console's (`standing`), and
-its reminders sent and delivery problems the report's (`sends`)."""
+date their reminders asked for) and then every `digest_every_days` while anyone is. Its people
+and counts are the console's (`standing`), and its reminders sent and delivery problems the
+report's (`sends`)."""
 
 from __future__ import annotations
 

@@ -99,8 +99,9 @@ def enqueue_many(session, db_insert, now: dt.datetime, messages: list[dict]) -> 
     """enqueue() for a batch, as one INSERT: the opening day queues thousands at once."""
     if messages:
         session.execute(db_insert(Outbox.__table__), [
-            {"stage": None, "request_id": None, "staff_id": None, "payload": None, **m, "created_at": now,
-             "status": "pending", "attempts": 0, "next_attempt_at": now} for m in messages])
+            {"stage": None, "request_id": None, "staff_id": None, "payload": None, **m,
+             "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now}
+            for m in messages])
 
 
 # --- claiming ----------------------------------------------------------------------------------

@@ -35,14 +35,6 @@ class RequestState:
     last_message_at: dt.datetime | None = None
     due_extended_to: dt.datetime | None = None  # an admin's extension of the date to confirm by
 
-    @classmethod
-    def of(cls, request) -> RequestState:
-        """The state of a stored request (a models.Request with its cycle and staff loaded)."""
-        return cls(cycle_opens=request.cycle.opens_at, start_date=request.staff.start_date,
-                   stage_sent=request.stage_sent, reminded_at=request.reminded_at,
-                   last_message_at=request.last_message_at,
-                   due_extended_to=request.due_extended_to)
-
 
 @dataclass(frozen=True)
 class Clock:

@@ -107,8 +107,7 @@ def _states(session: Session, lib: library.Library, policy: library.Entry, cycle
                  .where(Request.closed_at.is_(None)))
     state_by = columns[:1] if cycle is None else columns
     if names:
-        rows = session.execute(query.add_columns(Staff.name, Staff.email)
-                               .order_by(Staff.name, Staff.email))
+        rows = session.execute(query.add_columns(Staff.name, Staff.email))  # sorted in batches()
         grouped: dict[tuple, list[str]] = {}
         for row in rows:
             grouped.setdefault(tuple(row[:len(_STATE)]), []).append(f"{row.name} <{row.email}>")
