@@ -129,6 +129,63 @@ def test_a_policy_due_later_on_a_day_the_person_has_had_their_email_waits_for_th
                for m in smtp.inbox.messages[6:])
 
 
+PLANNED = re.compile(r"^(\d{4}-\d\d-\d\d) \w{3} (\d\d:\d\d)  (first reminder|follow-up \d) +"
+                     r"[^<\n]*<([^>]+)>  \[([\w-]+)\]  (.*)$", re.M)
+
+
+def test_the_plan_shows_a_send_that_waits_a_day_when_it_goes_and_the_ticks_keep_to_it(
+        setup, cli, smtp):
+    """Lone working sends at 10:00, the social media policy at 08:00: on a day both are due for
+    someone, the plan shows lone working's the next morning and says why; a new starter's first
+    lone working reminder waits a day too, and its follow-up counts from when it went. Ticks at
+    both policies' times send just what the plan shows."""
+    roster = ("name,email,start_date\nAmira Khan,amira@example.org,\n"
+              "Dan Price,dan@example.org,2026-09-14\n")
+    config = setup(roster, extra=LONE_WORKING_AT_TEN.replace("[2]", "[7]"))
+    _tick(cli, config, "2026-09-01 10:00")  # Amira: one email naming both
+    result = cli("plan", "--from", "2026-09-01T10:01", "--to", "2026-09-22T23:00", config=config)
+    assert result.exit_code == 0, result.output
+    planned = [m.groups() for m in PLANNED.finditer(result.output)]
+    assert [(day, time, what, who, policy) for day, time, what, who, policy, _ in planned] == [
+        ("2026-09-08", "08:00", "follow-up 1", "amira@example.org", "social-media"),
+        ("2026-09-09", "08:00", "follow-up 1", "amira@example.org", "lone-working"),
+        ("2026-09-14", "08:00", "first reminder", "dan@example.org", "social-media"),
+        ("2026-09-15", "08:00", "first reminder", "dan@example.org", "lone-working"),
+        ("2026-09-15", "08:00", "follow-up 2", "amira@example.org", "social-media"),
+        ("2026-09-21", "08:00", "follow-up 1", "dan@example.org", "social-media"),
+        ("2026-09-22", "10:00", "follow-up 1", "dan@example.org", "lone-working")]
+    assert "waited from Tue 8 Sep 10:00: one email a day" in planned[1][5]
+    assert "waited from Mon 14 Sep 10:00: one email a day" in planned[3][5]
+    assert "7 messages in 7 emails" in result.output
+    # The console counts the same (the database counting each combination of states).
+    counted = _counted(config, at("2026-09-01 10:01"), at("2026-09-22 23:00"))
+    assert counted == Counter((f"{d} {t}", what, policy) for d, t, what, _, policy, _ in planned)
+
+    sent = []
+    day = dt.date(2026, 9, 2)
+    while day < dt.date(2026, 9, 23):
+        for hour in ("08:00", "10:00"):
+            before = len(smtp.inbox)
+            _tick(cli, config, f"{day.isoformat()} {hour}")
+            sent += [(day.isoformat(), hour, _to(m)) for m in smtp.inbox.messages[before:]]
+        day += dt.timedelta(days=1)
+    assert sorted(sent) == sorted((day, time, who) for day, time, _, who, _, _ in planned)
+
+
+def _counted(config, start: dt.datetime, end: dt.datetime) -> Counter:
+    """The console's timeline: how many each (local moment, what, policy) sends to."""
+    from workflow import config as config_mod, timeline
+    from workflow.app import create_app
+
+    app = create_app(config_mod.load(config))
+    svc = app.extensions["signoff"]
+    with app.app_context(), svc.db.read() as session:
+        found = timeline.batches(svc, session, start, end)
+    svc.db.dispose()
+    return Counter({(f"{b.when.astimezone(svc.tz):%Y-%m-%d %H:%M}", b.what, b.policy): b.count
+                    for b in found if b.what != "head-teacher digest"})
+
+
 def test_no_one_gets_two_scheduled_emails_on_one_day_over_a_term(setup, cli, smtp):
     """Three policies on different clocks, ticked at 08:00 and 10:00 for four weeks: everyone is
     asked for each, chased for each, and never twice in one day."""

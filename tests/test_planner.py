@@ -214,14 +214,18 @@ def test_the_timeline_counts_someone_overdue_only_once_their_first_reminder_is_o
     """What a state adds to the timeline: its sends, and when it is overdue. A new starter whose
     first reminder is after the window is not overdue in it; one whose reminder is queued (the
     mail server down) is counted from the next tick, when it goes."""
+    from types import SimpleNamespace
+
     from workflow import timeline
 
     cal = calendar()
     start, end = utc(2026, 9, 10, 8, 0), utc(2026, 10, 4)
+    window = timeline._Window(SimpleNamespace(calendar=cal, slug="p"), 2026, None, OPENS_2026,
+                              start, end)
     starter = state(start_date=D(2026, 10, 5))
-    assert timeline._sends(cal, 2026, OPENS_2026, starter, start, end) == ([], None)
+    assert timeline._plan(window, starter) == ([], [])
     queued = state(stage_sent=0)
-    sends, overdue = timeline._sends(cal, 2026, OPENS_2026, queued, start, end)
-    assert [(when, what) for when, what, _ in sends] == [
+    sends, [overdue] = timeline._plan(window, queued)
+    assert [(when, what) for when, what, _, _ in sends] == [
         (utc(2026, 9, 17, 7, 0), "follow-up 1"), (utc(2026, 9, 24, 7, 0), "follow-up 2")]
     assert overdue == planner.overdue_at(start, cal) == utc(2026, 10, 1, 23, 0)

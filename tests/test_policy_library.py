@@ -208,9 +208,14 @@ def test_the_console_adds_a_policy_previewed_first_and_the_tick_uses_it_at_once(
     # The cycle has been open since 1 September: everyone is asked at the next run.
     assert "Saving this sends 3 first reminders on Wed 2 Sep 2026 at 10:00" in page
     assert "It is for everyone: 3 active people on the roster." in page
+    assert "one email a day" not in page  # it sends when the others do
     assert saved.status_code == 303
     assert ("Saved the Staff Code of Conduct. This sends 3 first reminders on Wed 2 Sep 2026 at "
             "10:00") in admin.get(saved.headers["Location"]).get_data(as_text=True)
+    later = post(admin, "/admin/policies/new", {**fields, "send_time": "10:00",
+                                                "action": "preview"}).get_data(as_text=True)
+    assert ("It sends at 10:00, other policies at 08:00: what it sends to someone on a day they "
+            "have already had an email waits until their next day&#39;s, one email a day.") in later
     listed = admin.get("/admin/policies").get_data(as_text=True)
     assert "Staff Code of Conduct" in listed and "active" in listed
     before = len(smtp.inbox)

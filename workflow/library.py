@@ -83,6 +83,16 @@ class Library:
         return Library(self.setting_id, swapped(self.calendar), tuple(
             replace(e, calendar=swapped(e.calendar)) for e in self.policies))
 
+    def next_turn(self, policy_id: int, at: dt.datetime) -> dt.datetime:
+        """When a reminder or follow-up of the policy that comes due at `at`, for someone who has
+        had their scheduled email that day, goes instead (one email a day): the policy's next
+        sending day, at the earliest send time of any active policy, so that it goes with
+        whatever else is due for them then."""
+        entry = self.get(policy_id)
+        cal = entry.calendar if entry is not None else self.calendar
+        day = cal.send_day(cal.local_date(at) + dt.timedelta(days=1))
+        return min([e.calendar.at_send_time(day) for e in self.active] or [cal.at_send_time(day)])
+
     def years(self, moment: dt.datetime) -> dict[int, int]:
         """Each policy's current cycle year at `moment`, by policy id."""
         return {e.id: e.cycle_year(moment) for e in self.policies}

@@ -196,17 +196,10 @@ def _scheduled(kind: str, stage: int | None) -> bool:
 
 
 def _hold(conn, lib: library.Library, staff_id: int, at: dt.datetime) -> None:
-    """Hold what is due for the person until their next day: its policy's next sending day, at
-    the earliest send time of any policy, so that it goes with whatever else is due for them."""
-    tomorrow = lib.calendar.local_date(at) + dt.timedelta(days=1)
+    """Hold what is due for the person until their next turn (Library.next_turn)."""
     for row in conn.execute(_DUE_FOR_PERSON, {"person": staff_id, "at": at}):
-        entry = lib.get(row.policy_id)
-        cal = entry.calendar if entry is not None else lib.calendar
-        day = cal.send_day(tomorrow)
-        held = min([e.calendar.at_send_time(day) for e in lib.active]
-                   or [cal.at_send_time(day)])
         conn.execute(update(Outbox.__table__).where(_O.id == row.id)
-                     .values(next_attempt_at=held))
+                     .values(next_attempt_at=lib.next_turn(row.policy_id, at)))
 
 
 # Built once, as are the outcome's statements below: these run for every email.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .calendar import Calendar
 
@@ -187,18 +187,79 @@ def projection(state: RequestState, cal: Calendar, start: dt.datetime,
     a tick at `start`, then one at each next check, would send. So a follow-up that fell due before
     `start` and was not sent (the scheduler was down) shows at `start`, the latest of several only,
     as the tick sends it; and never two on one day."""
-    if state.stage_sent >= REMINDER and state.reminded_at is None:
-        # The first reminder is queued and not yet gone: it goes with the tick at `start`.
-        state = replace(state, reminded_at=start, last_message_at=start)
+    state = _in_flight(state, start)
     now = start
+    while (found := next_send(state, cal, now, end)) is not None:
+        now, stage = found
+        yield now, stage
+        state = _sent(state, stage, now)
+
+
+def next_send(state: RequestState, cal: Calendar, now: dt.datetime,
+              end: dt.datetime) -> tuple[dt.datetime, int] | None:
+    """The first send to a request in `state` at or after `now` and up to `end`: (when, stage)."""
     while now <= end:
         stage = due_stage(state, cal, now)
         if stage is not None:
-            yield now, stage
-            state = replace(state, stage_sent=stage, reminded_at=state.reminded_at or now,
-                            last_message_at=now)
-            continue
+            return now, stage
         later = next_check(state, cal, now)  # which keeps to one message a day
         if later is None or later <= now:  # nothing more to send (or a state no tick leaves)
-            return
+            return None
         now = later
+    return None
+
+
+@dataclass(frozen=True)
+class Track:
+    """One of a person's requests in a timeline: its state, its policy's calendar, and the span
+    of the timeline its cycle covers."""
+
+    state: RequestState
+    cal: Calendar
+    start: dt.datetime
+    end: dt.datetime
+
+
+def together(tracks: list[Track], next_turn: Callable[[int, dt.datetime], dt.datetime],
+             emailed: dt.datetime | None = None) -> list[tuple[dt.datetime, int, int, dt.datetime]]:
+    """One person's sends across their requests, if they never confirm, under the rule of one
+    scheduled email a day: what is due for them at one moment goes as one email; what comes due
+    later on a local day they have already had one (`emailed`: earlier on the first day, before
+    the timeline starts) waits until `next_turn(track, when)`. Each send is (when, which track,
+    stage, when it was due)."""
+    states = [_in_flight(t.state, t.start) for t in tracks]
+    coming: list[tuple[dt.datetime, int, dt.datetime] | None] = []
+    for state, t in zip(states, tracks):
+        found = next_send(state, t.cal, t.start, t.end)
+        coming.append((found[0], found[1], found[0]) if found else None)
+    first: dict[dt.date, dt.datetime] = {}
+    if emailed is not None and tracks:
+        first[tracks[0].cal.local_date(emailed)] = emailed
+    out = []
+    while any(coming):
+        when = min(c[0] for c in coming if c is not None)
+        now = [i for i, c in enumerate(coming) if c is not None and c[0] == when]
+        if first.setdefault(tracks[now[0]].cal.local_date(when), when) < when:
+            for i in now:  # they have had today's email
+                _, stage, due = coming[i]
+                later = next_turn(i, when)
+                coming[i] = (later, stage, due) if later <= tracks[i].end else None
+            continue
+        for i in now:
+            _, stage, due = coming[i]
+            out.append((when, i, stage, due))
+            states[i] = _sent(states[i], stage, when)
+            found = next_send(states[i], tracks[i].cal, when, tracks[i].end)
+            coming[i] = (found[0], found[1], found[0]) if found else None
+    return out
+
+
+def _in_flight(state: RequestState, start: dt.datetime) -> RequestState:
+    """A first reminder that is queued and not yet gone goes with the tick at `start`."""
+    if state.stage_sent >= REMINDER and state.reminded_at is None:
+        return replace(state, reminded_at=start, last_message_at=start)
+    return state
+
+
+def _sent(state: RequestState, stage: int, at: dt.datetime) -> RequestState:
+    return replace(state, stage_sent=stage, reminded_at=state.reminded_at or at, last_message_at=at)

@@ -11,12 +11,13 @@ from typing import Iterator
 
 from collections import Counter
 
-from sqlalchemy import func, null, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, null, select
+from sqlalchemy.orm import Session, aliased
 
 from . import digest, library, pacing, planner, standing
 from .services import Services
 from .models import Cycle, Outbox, Request, Staff
+from .outbox import PERSONAL
 
 
 @dataclass(frozen=True, order=True)
@@ -50,102 +51,278 @@ def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
 
 def batches(svc: Services, session: Session, start: dt.datetime, end: dt.datetime,
             lib: library.Library | None = None, names: bool = False,
-            policy_id: int | None = None) -> list[Batch]:
+            policy_id: int | None = None, first: bool = False) -> list[Batch]:
     """Every send between `start` and `end`, counted per moment, kind, policy and reason, for each
     active policy of `lib` (default: as stored; a console preview gives one with its change
-    made; `policy_id`: that one only, and no digests) on its own calendar to the people in its
+    made; `policy_id`: that one's only, and no digests) on its own calendar to the people in its
     audience. People in the same state have the same sends for the same reasons, so the
     database counts them by state and each state is planned once: at 50,000 staff that is a
-    handful of states, not 50,000 projections. With `names`, each batch names its people."""
+    handful of states, not 50,000 projections. Where two policies send on one day at different
+    moments, someone due for both gets the later one a day late (one email a day): then each
+    person's states are read and each combination of them is planned once. With `names`, each
+    batch names its people; with `first`, only the first moment's batches are wanted (the
+    dashboard's next send), which waiting a day cannot make earlier."""
     lib = lib or svc.library(session)
+    windows = list(_windows(session, lib, start, end))
+    groups: list[_Group] = []
+    soonest = end
+    for w in sorted(windows, key=lambda w: w.start):
+        if first and w.start > soonest:
+            continue  # a later cycle, after a send of this one
+        mine = list(_alone(session, lib, w, False))
+        groups.extend(mine)
+        soonest = min([soonest, *(g.sends[0][0] for g in mine if g.sends)])
+    meet, first_day = _may_meet(lib, groups, start)
+    emailed = _emailed(lib, start)
+    meet = meet and not first  # waiting a day cannot change the first moment's sends, but
+    if first_day and not meet:  # those who had an email earlier that day wait
+        meet = bool(session.scalar(select(emailed.exists())))
+    if meet:
+        combos = (_each if names else _combined)(session, lib, windows, emailed)
+        groups = list(_together(lib, windows, combos, start))
+    elif names:
+        groups = [g for w in windows if policy_id in (None, w.policy.id)
+                  for g in _alone(session, lib, w, True)]
+    only = lib.get(policy_id).slug if policy_id is not None else None
     found: Counter = Counter()
     named: dict[tuple, list[str]] = {}
     overdue: Counter = Counter()
+    for group in groups:
+        for key in group.sends:
+            if only in (None, key[2]):
+                found[key] += group.count
+                if names:
+                    named.setdefault(key, []).extend(group.who)
+        for due in group.overdue:
+            overdue[due] += group.count
+    out = [Batch(*key, n, tuple(sorted(named.get(key, ())))) for key, n in found.items()]
+    if policy_id is None:
+        out.extend(_digests(svc, session, lib, overdue, start, end))
+    out.sort()
+    return [b for b in out if b.when == out[0].when] if first else out
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One policy's cycle, over the part of the timeline it covers."""
+
+    policy: library.Entry
+    year: int
+    cycle: Cycle | None  # not made yet: nobody has been asked
+    opens: dt.datetime
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass
+class _Group:
+    """People with the same sends: `count` of them (named in `who` when asked for), their sends
+    as (when, what, policy, why), and the moments they are overdue from."""
+
+    count: int
+    who: list[str]
+    sends: list[tuple[dt.datetime, str, str, str]]
+    overdue: list[dt.datetime]
+
+
+def _windows(session: Session, lib: library.Library, start: dt.datetime,
+             end: dt.datetime) -> Iterator[_Window]:
     for policy in lib.active:
-        if policy_id is not None and policy.id != policy_id:
-            continue
         cal = policy.calendar
         year = cal.cycle_year(start)
         for y in range(year, cal.cycle_year(end) + 1):
             cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=y)).first()
             opens = cycle.opens_at if cycle else cal.cycle_opens(y)
-            window_start = max(start, opens if y > year else start)
-            window_end = min(end, cal.cycle_opens(y + 1))
-            planned: dict[planner.RequestState, tuple] = {}
-            for state, count, who in _states(session, lib, policy, cycle, opens, names):
-                if state not in planned:
-                    planned[state] = _sends(cal, y, opens, state, window_start, window_end)
-                sends, due = planned[state]
-                for when, what, why in sends:
-                    key = (when, what, policy.slug, why)
-                    found[key] += count
-                    if names:
-                        named.setdefault(key, []).extend(who)
-                if due is not None and due <= window_end:
-                    overdue[due] += count
-    out = [Batch(*key, n, tuple(sorted(named.get(key, ())))) for key, n in found.items()]
-    if policy_id is None:
-        out.extend(_digests(svc, session, lib, overdue, start, end))
-    return sorted(out)
+            yield _Window(policy, y, cycle, opens, max(start, opens if y > year else start),
+                          min(end, cal.cycle_opens(y + 1)))
+
+
+def _alone(session: Session, lib: library.Library, w: _Window, names: bool) -> Iterator[_Group]:
+    """The window's people grouped by state, each state planned once on its own."""
+    planned: dict[tuple, tuple] = {}
+    for key, count, who in _states(session, lib, w, names):
+        if key not in planned:
+            planned[key] = _plan(w, _state(w, key))
+        yield _Group(count, who, *planned[key])
+
+
+def _plan(w: _Window, state: planner.RequestState) -> tuple[list, list]:
+    """The window's sends to a person in `state`, on their own, and when they are overdue."""
+    return _described(w, state, [(when, stage, when) for when, stage
+                                 in planner.projection(state, w.policy.calendar, w.start, w.end)])
+
+
+def _may_meet(lib: library.Library, groups: list[_Group],
+              start: dt.datetime) -> tuple[bool, bool]:
+    """Whether anyone might be due two emails on one day (two policies send on a day at
+    different moments), and whether anything goes on `start`'s day (when those who had an
+    email earlier that day wait a day)."""
+    cal = lib.calendar
+    days: dict[dt.date, set] = {}
+    for group in groups:
+        for when, _, policy, _ in group.sends:
+            days.setdefault(cal.local_date(when), set()).add((when, policy))
+    return (any(len({w for w, _ in sends}) > 1 and len({p for _, p in sends}) > 1
+                for sends in days.values()), cal.local_date(start) in days)
+
+
+def _together(lib: library.Library, windows: list[_Window],
+              combos: Iterator[tuple[tuple, bool, int, list[str]]],
+              start: dt.datetime) -> Iterator[_Group]:
+    """Each combination of states people hold across the windows (their state in each, or None;
+    whether they had an email on `start`'s day before it), planned once (planner.together)."""
+    day_began = planner.day_starts(lib.calendar.local_date(start), lib.calendar)
+    for keys, had, count, who in combos:
+        mine = [(w, _state(w, key)) for w, key in zip(windows, keys) if key is not None]
+        tracks = [planner.Track(state, w.policy.calendar, w.start, w.end) for w, state in mine]
+        sent = planner.together(tracks, lambda i, at: lib.next_turn(mine[i][0].policy.id, at),
+                                day_began if had else None)
+        group = _Group(count, who, [], [])
+        for i, (w, state) in enumerate(mine):
+            sends, overdue = _described(w, state, [(when, stage, due) for when, j, stage, due
+                                                   in sent if j == i])
+            group.sends.extend(sends)
+            group.overdue.extend(overdue)
+        yield group
+
+
+def _combined(session: Session, lib: library.Library, windows: list[_Window],
+              emailed) -> Iterator[tuple[tuple, bool, int, list[str]]]:
+    """The combinations of states, counted by the database: one row a combination."""
+    columns = [Staff.start_date, Staff.id.in_(emailed).label("had")]
+    query = select().select_from(Staff)
+    for i, w in enumerate(windows):
+        inside = standing.in_audience(w.policy.id, w.policy.audience)
+        if w.cycle is None:
+            columns.append(case((inside, 1), else_=0).label(f"in_{i}"))
+            continue
+        r = aliased(Request)
+        query = query.outerjoin(r, (r.staff_id == Staff.id) & (r.cycle_id == w.cycle.id))
+        asked = inside & r.closed_at.is_(None)
+        columns.append(case((asked, 1), else_=0).label(f"in_{i}"))
+        columns.extend(case((asked, getattr(r, c.key))).label(f"{c.key}_{i}")
+                       for c in _STATE[1:])
+    each = (query.add_columns(*columns)
+            .where(Staff.active, Staff.setting_id == lib.setting_id).subquery())
+    found = session.execute(select(each, func.count()).group_by(*each.c))
+    for row in found:
+        keys, at = [], 2
+        for w in windows:
+            width = 1 if w.cycle is None else len(_STATE)
+            if not row[at]:
+                keys.append(None)
+            elif w.cycle is None:
+                keys.append((row.start_date, None, None, None, None))
+            else:
+                keys.append((row.start_date, *row[at + 1:at + width]))
+            at += width
+        yield tuple(keys), bool(row.had), row[-1], []
+
+
+def _each(session: Session, lib: library.Library, windows: list[_Window],
+          emailed) -> Iterator[tuple[tuple, bool, int, list[str]]]:
+    """The combinations of states, each with its people named, from every person's states."""
+    people: dict[int, list] = {}
+    labels: dict[int, str] = {}
+    for i, w in enumerate(windows):
+        for staff_id, key, label in _people(session, lib, w, True):
+            people.setdefault(staff_id, [None] * len(windows))[i] = key
+            labels[staff_id] = label
+    had = set(session.scalars(emailed)) if people else set()
+    combos: dict[tuple, list[str]] = {}
+    for staff_id, keys in people.items():
+        combos.setdefault((tuple(keys), staff_id in had), []).append(labels[staff_id])
+    for (keys, was), who in combos.items():
+        yield keys, was, len(who), sorted(who)
 
 
 _STATE = (Staff.start_date, Request.stage_sent, Request.reminded_at, Request.last_message_at,
           Request.due_extended_to)
 
 
-def _states(session: Session, lib: library.Library, policy: library.Entry, cycle: Cycle | None,
-            opens: dt.datetime, names: bool) -> Iterator[tuple[planner.RequestState, int, list]]:
-    """(state, how many people, their "Name <address>" if `names`) of the active people in the
-    policy's audience still to confirm in `cycle` (not yet made: nobody asked yet)."""
-    columns = _STATE if cycle is not None else (Staff.start_date, *[null()] * 4)
+def _asked(lib: library.Library, w: _Window):
+    """The active people in the policy's audience still to confirm in the window's cycle, and the
+    columns of their state (nobody has been asked in a cycle not yet made)."""
+    columns = _STATE if w.cycle is not None else (Staff.start_date, *[null()] * 4)
     query = (select(*columns).select_from(Staff)
              .where(Staff.active, Staff.setting_id == lib.setting_id,
-                    standing.in_audience(policy.id, policy.audience)))
-    if cycle is not None:
+                    standing.in_audience(w.policy.id, w.policy.audience)))
+    if w.cycle is not None:
         query = (query.outerjoin(Request, (Request.staff_id == Staff.id)
-                                 & (Request.cycle_id == cycle.id))
+                                 & (Request.cycle_id == w.cycle.id))
                  .where(Request.closed_at.is_(None)))
-    state_by = columns[:1] if cycle is None else columns
+    return query, columns
+
+
+def _states(session: Session, lib: library.Library, w: _Window,
+            names: bool) -> Iterator[tuple[tuple, int, list[str]]]:
+    """(state, how many people, their "Name <address>" if `names`), grouped by state."""
+    query, columns = _asked(lib, w)
     if names:
-        rows = session.execute(query.add_columns(Staff.name, Staff.email))  # sorted in batches()
         grouped: dict[tuple, list[str]] = {}
-        for row in rows:
-            grouped.setdefault(tuple(row[:len(_STATE)]), []).append(f"{row.name} <{row.email}>")
-        found = [(key, len(who), who) for key, who in grouped.items()]
-    else:
-        found = [(tuple(row[:-1]), row[-1], []) for row in session.execute(
-            query.add_columns(func.count()).group_by(*state_by))]
-    for (start_date, stage_sent, reminded_at, last_message_at, extended), count, who in found:
-        if stage_sent is None:  # not asked yet
-            state = planner.RequestState(cycle_opens=opens, start_date=start_date)
-        else:
-            state = planner.RequestState(cycle_opens=opens, start_date=start_date,
-                                         stage_sent=stage_sent, reminded_at=reminded_at,
-                                         last_message_at=last_message_at,
-                                         due_extended_to=extended)
-        yield state, count, who
+        for staff_id, key, label in _people(session, lib, w, True):
+            grouped.setdefault(key, []).append(label)
+        yield from ((key, len(who), who) for key, who in grouped.items())
+        return
+    state_by = columns[:1] if w.cycle is None else columns
+    for row in session.execute(query.add_columns(func.count()).group_by(*state_by)):
+        yield tuple(row[:-1]), row[-1], []
 
 
-def _sends(cal, year: int, opens: dt.datetime, state: planner.RequestState,
-           start: dt.datetime, end: dt.datetime) -> tuple[list[tuple], dt.datetime | None]:
-    """(when, what, why) of each send to a person in `state` between `start` and `end`; and, once
-    their first reminder has gone (or will have by then), when they are overdue."""
-    sends = []
+def _people(session: Session, lib: library.Library, w: _Window,
+            names: bool) -> Iterator[tuple[int, tuple, str]]:
+    """(staff id, state, "Name <address>" if `names`) of each person still to confirm."""
+    query, _ = _asked(lib, w)
+    query = query.add_columns(Staff.id, *((Staff.name, Staff.email) if names else ()))
+    for row in session.execute(query):
+        yield (row[len(_STATE)], tuple(row[:len(_STATE)]),
+               f"{row.name} <{row.email}>" if names else "")
+
+
+def _state(w: _Window, key: tuple) -> planner.RequestState:
+    start_date, stage_sent, reminded_at, last_message_at, extended = key
+    if stage_sent is None:  # not asked yet
+        return planner.RequestState(cycle_opens=w.opens, start_date=start_date)
+    return planner.RequestState(cycle_opens=w.opens, start_date=start_date, stage_sent=stage_sent,
+                                reminded_at=reminded_at, last_message_at=last_message_at,
+                                due_extended_to=extended)
+
+
+def _emailed(lib: library.Library, start: dt.datetime):
+    """Who has had a scheduled email on `start`'s day, before it (their staff ids)."""
+    since = planner.day_starts(lib.calendar.local_date(start), lib.calendar)
+    return (select(Outbox.staff_id)
+            .where(Outbox.kind.in_(PERSONAL), Outbox.stage.is_not(None), Outbox.status == "sent",
+                   Outbox.sent_at >= since, Outbox.sent_at <= start, Outbox.staff_id.is_not(None)))
+
+
+def _described(w: _Window, state: planner.RequestState,
+               sends: list[tuple[dt.datetime, int, dt.datetime]]) -> tuple[list, list]:
+    """The window's sends to a person in `state` (when, stage, when it was due) as (when, what,
+    policy, why); and, once their first reminder has gone (or will have by then), the moment
+    they are overdue, if the window reaches it."""
+    cal = w.policy.calendar
+    out = []
     reminded = state.reminded_at
     if reminded is None and state.stage_sent >= planner.REMINDER:
-        reminded = start  # queued and not gone yet: it goes with the tick at `start`
-    for when, stage in planner.projection(state, cal, start, end):
+        reminded = w.start  # queued and not gone yet: it goes with the tick at the start
+    for when, stage, due in sends:
         if stage == planner.REMINDER:
             reminded = when
-            why = _first_reminder_why(cal, year, opens, state.start_date, when)
+            why = _first_reminder_why(cal, w.year, w.opens, state.start_date, due)
             planned = planner.first_reminder_day(state, cal)
         else:
             days = cal.schedule.reminder_after_days[stage - 1]
             why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
             planned = planner.followup_day(reminded, stage, cal)
-        sends.append((when, planner.stage_label(stage), why + _moved(cal, when, planned)))
-    return sends, (planner.overdue_at(reminded, cal, state.due_extended_to)
-                   if reminded is not None else None)
+        why += _moved(cal, due, planned)
+        if due < when:
+            why += f"; waited from {due.astimezone(cal.tz):%a %-d %b %H:%M}: one email a day"
+        out.append((when, planner.stage_label(stage), w.policy.slug, why))
+    if reminded is None:
+        return out, []
+    overdue = planner.overdue_at(reminded, cal, state.due_extended_to)
+    return out, [overdue] if overdue <= w.end else []
 
 
 def _digests(svc: Services, session: Session, lib: library.Library, overdue: Counter,

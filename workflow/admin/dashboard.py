@@ -16,7 +16,7 @@ from . import bp, now, schedule
 
 STALE_AFTER_INTERVALS = 3
 RECENT_FAILURES = 20
-NEXT_SEND_WITHIN = (dt.timedelta(days=8), dt.timedelta(days=366))
+NEXT_SEND_WITHIN = dt.timedelta(days=366)
 
 
 @bp.route("/")
@@ -28,15 +28,12 @@ def dashboard():
         lib = svc.library(session)
         cycles = counted_overviews(lib, session, moment)
         # A year ahead always reaches the next cycle's first reminders, so there is a next send
-        # whenever anyone is on the roster; the coming week, looked at first, usually has one.
-        for ahead in NEXT_SEND_WITHIN:
-            coming = timeline.batches(svc, session, moment, moment + ahead, lib)
-            if coming:
-                break
+        # whenever anyone is on the roster.
+        first = timeline.batches(svc, session, moment, moment + NEXT_SEND_WITHIN, lib,
+                                 first=True)
         # Under the mail provider's limits: when what waits now, and the next send's emails,
         # will all have gone.
         _, waiting = outbox.waiting(svc, session, moment)
-        first = [b for b in coming if b.when == coming[0].when]
         next_held = None
         if first:
             # A person's sends of several policies at one time are one email: counted per
@@ -55,7 +52,7 @@ def dashboard():
                                        .where(Outbox.status.in_(("failed", "retrying"))))
     interval = dt.timedelta(seconds=svc.config.scheduler.interval_seconds)
     stale = last_tick is None or moment - last_tick.started_at > STALE_AFTER_INTERVALS * interval
-    next_send = coming[0] if coming else None
+    next_send = first[0] if first else None
     titles = schedule.titles(lib)
     days_to_next = None
     if next_send is not None:

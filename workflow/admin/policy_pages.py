@@ -393,6 +393,12 @@ def _policy_preview(svc: Services, session: Session, lib: Library, stored: Polic
     notes = _audience_notes(session, lib, current, draft.audience, moment, groups)
     if entry.state == "paused":
         notes.append("This policy is paused: nothing about it is sent until it is resumed.")
+    others = {e.schedule.send_time for e in lib.active if e.id != entry.id}
+    if others - {entry.schedule.send_time}:
+        notes.append(f"It sends at {entry.schedule.send_time:%H:%M}, other policies at "
+                     f"{', '.join(sorted(f'{t:%H:%M}' for t in others))}: what it sends to "
+                     "someone on a day they have already had an email waits until their next "
+                     "day's, one email a day.")
     return _preview(svc, session, before, after, moment, notes, digests=False)
 
 
