@@ -8,6 +8,7 @@ verified TLS context, which Flask-Mail itself does not set.
 from __future__ import annotations
 
 import email.charset
+import email.header
 import email.policy
 import email.utils
 import re
@@ -20,7 +21,7 @@ from email.mime.text import MIMEText
 from typing import Any
 
 from flask import Flask, current_app
-from flask_mail import Connection, Mail, Message, sanitize_subject
+from flask_mail import Connection, Mail, Message
 
 from .services import services
 
@@ -75,7 +76,7 @@ class _Message(Message):
         name, addr = self.recipients[0]
         if not name:  # an address configured as "Office <office@example.org>"
             name, addr = email.utils.parseaddr(addr)
-        msg["Subject"] = sanitize_subject(self.subject, "utf-8")
+        msg["Subject"] = _subject(self.subject)
         msg["From"] = email.utils.formataddr(email.utils.parseaddr(self.sender))
         msg["To"] = email.utils.formataddr((name, addr))
         msg["Date"] = email.utils.formatdate(self.date, localtime=True)
@@ -84,6 +85,12 @@ class _Message(Message):
             msg[key] = value
         msg.policy = _WIRE  # smtplib sends bytes as they are: lines must end in CRLF already
         return msg
+
+
+def _subject(text: str) -> str | email.header.Header:
+    """The subject as it is if ASCII, else encoded for the header (Flask-Mail encodes it to a
+    string that compat32 then folds after "Subject:", so that it reads with a leading space)."""
+    return text if text.isascii() else email.header.Header(text, "utf-8")
 
 
 # compat32 (headers written as formataddr made them), with the line ends SMTP requires.
