@@ -27,10 +27,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask_mail import BadHeaderError, Message
-from sqlalchemy import bindparam, delete, distinct, exists, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, distinct, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from . import digest, events, library, mailer, pacing, planner, tokens
+from . import digest, events, library, mailer, pacing, planner, policies, tokens
 from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, Request, Staff,
                      UTCDateTime)
 from .services import Services
@@ -162,7 +162,7 @@ def claim(conn, at: dt.datetime, worker: str, lib: library.Library) -> Claim | N
     locked (FOR UPDATE SKIP LOCKED, on PostgreSQL).
     """
     while True:
-        pick = conn.execute(_PICK, {"at": at}).first()
+        pick = conn.execute(_PICK, {"at": at, "setting": lib.setting_id}).first()
         if pick is None:
             return None
         if pick.staff_id is None or not _scheduled(pick.kind, pick.stage):
@@ -206,8 +206,19 @@ def _hold(conn, lib: library.Library, staff_id: int, at: dt.datetime) -> None:
 _AT = bindparam("at", type_=UTCDateTime())
 _FREE = (_O.claimed_until.is_(None) | (_O.claimed_until < _AT))
 _DUE_NOW = (_WAITING_SQL, _O.next_attempt_at <= _AT, _FREE)
+
+
+def of_setting(setting_id) -> ColumnElement[bool]:
+    """A row of the setting `setting_id` (a value or a bind): one to a person of its staff, or to
+    nobody on a roster (a digest, an alert: these name no setting). The person's setting is read
+    by their id, row by row, as the claim walks the due rows: not every id of a large roster."""
+    return _O.staff_id.is_(None) | (select(Staff.setting_id).where(Staff.id == _O.staff_id)
+                                    .scalar_subquery() == setting_id)
+
+
 # The condition is ix_outbox_due's own text, so both planners walk that index.
-_PICK = (select(_O.id, _O.kind, _O.stage, _O.staff_id).where(*_DUE_NOW)
+_PICK = (select(_O.id, _O.kind, _O.stage, _O.staff_id)
+         .where(*_DUE_NOW, of_setting(bindparam("setting")))
          .order_by(_O.next_attempt_at, _O.id).limit(1)
          .with_for_update(skip_locked=True))  # rendered on PostgreSQL only
 _RETURNED = (_O.id, _O.kind, _O.stage, _O.request_id, _O.to_email, _O.to_name, _O.payload,
@@ -300,7 +311,7 @@ def waiting(svc: Services, session: Session, at: dt.datetime) -> tuple[int, str 
     """How many emails are due and not yet gone at `at`, and, under the provider's limits, when
     they will all have gone ("4,200 emails waiting: all sent by Thu 3 Sep 08:40 at 30 a minute";
     None without limits, or when none wait). A person's reminders due together are one email."""
-    due = (_WAITING_SQL, _O.next_attempt_at <= at)
+    due = (_WAITING_SQL, _O.next_attempt_at <= at, of_setting(policies.setting_id(session)))
     scheduled = _O.kind.in_(PERSONAL) & _O.stage.is_not(None)
     count = (session.scalar(select(func.count(distinct(_O.staff_id))).where(*due, scheduled))
              + session.scalar(select(func.count()).select_from(Outbox).where(*due, ~scheduled)))

@@ -45,11 +45,10 @@ def dashboard():
                 next_held = "up to " + next_held
         last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
                                     .limit(1)).first()
+        failed = (Outbox.status.in_(("failed", "retrying")), outbox.of_setting(lib.setting_id))
         failures = list(session.scalars(
-            select(Outbox).where(Outbox.status.in_(("failed", "retrying")))
-            .order_by(Outbox.id.desc()).limit(RECENT_FAILURES)))
-        failure_count = session.scalar(select(func.count()).select_from(Outbox)
-                                       .where(Outbox.status.in_(("failed", "retrying"))))
+            select(Outbox).where(*failed).order_by(Outbox.id.desc()).limit(RECENT_FAILURES)))
+        failure_count = session.scalar(select(func.count()).select_from(Outbox).where(*failed))
     interval = dt.timedelta(seconds=svc.config.scheduler.interval_seconds)
     stale = last_tick is None or moment - last_tick.started_at > STALE_AFTER_INTERVALS * interval
     next_send = first[0] if first else None
