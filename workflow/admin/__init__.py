@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, abort, request
+from sqlalchemy.orm import Session
+
+from ..models import Staff
+from ..policies import setting_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -25,6 +29,14 @@ def paging(count: int, per_page: int) -> tuple[int, int]:
     page = int(asked) if asked.isdigit() and 0 < len(asked) < 7 and int(asked) > 0 else 1
     pages = max(1, -(-count // per_page))
     return min(page, pages), pages
+
+
+def person_or_404(session: Session, staff_id: int) -> Staff:
+    """Someone on the setting's roster, by the id a URL names; 404 for anyone else."""
+    person = session.get(Staff, staff_id)
+    if person is None or person.setting_id != setting_id(session):
+        abort(404)
+    return person
 
 
 def init_app(app: Flask) -> None:

@@ -30,7 +30,7 @@ def evidence():
 
 def _cycle(session, cycle_id: int) -> Cycle:
     cycle = session.get(Cycle, cycle_id)
-    if cycle is None:
+    if cycle is None or cycle.policy.setting_id != policies.setting_id(session):
         abort(404)
     _ = cycle.policy
     return cycle

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -17,7 +17,7 @@ from .. import events, roster, standing
 from ..policies import setting_id
 from ..services import services
 from ..models import Policy, RosterUpload, Staff
-from . import bp, now, paging
+from . import bp, now, paging, person_or_404
 from .forms import ApplyForm, ColumnsForm, StaffForm, UploadForm
 
 # Most in need of attention first when sorting by status.
@@ -111,7 +111,7 @@ def _clean(form: StaffForm) -> roster.Row | None:
 
 
 def _taken(session: Session, email: str, except_id: int | None = None) -> bool:
-    query = select(Staff.id).where(Staff.email == email)
+    query = select(Staff.id).where(Staff.setting_id == setting_id(session), Staff.email == email)
     if except_id is not None:
         query = query.where(Staff.id != except_id)
     return session.scalar(query) is not None
@@ -133,7 +133,8 @@ def add_person():
             form.email.errors.append(f"{row.email} is already on the roster.")
         else:
             roster.apply(session, setting_id(session), [row], moment, actor=current_user.email)
-            staff_id = session.scalar(select(Staff.id).where(Staff.email == row.email))
+            staff_id = session.scalar(select(Staff.id).where(
+                Staff.setting_id == setting_id(session), Staff.email == row.email))
     if form.email.errors:
         return render_template("admin/person_form.html", active="people", form=form,
                                person=None), 409
@@ -146,9 +147,7 @@ def add_person():
 def edit_person(staff_id: int):
     svc = services()
     with svc.db.read() as session:
-        person = session.get(Staff, staff_id)
-    if person is None:
-        abort(404)
+        person = person_or_404(session, staff_id)
     if request.method != "POST":
         form = StaffForm(obj=person)
         form.groups.data = "; ".join(person.groups or ())
@@ -190,9 +189,7 @@ def set_active(staff_id: int):
     svc = services()
     moment = now()
     with svc.db.write() as session:
-        person = session.get(Staff, staff_id)
-        if person is None:
-            abort(404)
+        person = person_or_404(session, staff_id)
         if person.active != wanted:
             row = roster.Row(0, person.name, person.email, active=wanted)
             roster.apply(session, person.setting_id, [row], moment, actor=current_user.email)

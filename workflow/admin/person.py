@@ -16,7 +16,7 @@ from ..services import Services, services
 from ..models import Cycle, Event, Link, Request, Staff
 from ..outbox import enqueue, request_key, resend_key
 from ..standing import in_audience, overviews
-from . import bp, now
+from . import bp, now, person_or_404
 from .forms import ExtendForm, PaperForm, ReasonForm
 
 
@@ -42,9 +42,7 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
     svc = services()
     moment = now()
     with svc.db.read() as session:
-        person = session.get(Staff, staff_id)
-        if person is None:
-            abort(404)
+        person = person_or_404(session, staff_id)
         lib = svc.library(session)
         standings = [s for o in overviews(lib, session, moment, include_inactive=True,
                                           staff_id=staff_id) for s in o.people]
@@ -131,9 +129,7 @@ def _act(staff_id: int, slug: str, action) -> object:
     moment = now()
     try:
         with svc.db.write() as session:
-            person = session.get(Staff, staff_id)
-            if person is None:
-                abort(404)
+            person = person_or_404(session, staff_id)
             policy = _policy(session, svc, slug)
             message = action(svc, session, person, policy, moment)
     except Refused as exc:
@@ -227,9 +223,7 @@ def paper(staff_id: int, slug: str):
     try:
         # The request must exist before confirm.record, which writes in its own transaction.
         with svc.db.write() as session:
-            person = session.get(Staff, staff_id)
-            if person is None:
-                abort(404)
+            person = person_or_404(session, staff_id)
             policy = _policy(session, svc, slug)
             req = _open_request(svc, session, person, policy, moment)
             version = library.current_version(session, policy.id)
