@@ -242,3 +242,30 @@ def test_an_extended_date_is_the_last_day_before_overdue(setup, cli, smtp):
     second = parts(smtp.inbox.to("head@example.org")[1])[0]
     ben_line, = [line for line in second.splitlines() if "ben@example.org" in line]
     assert "asked to confirm by Friday 2 October 2026, 5 days past" in ben_line
+
+
+def test_the_dashboards_next_send_planned_from_the_states_it_counted_is_the_timelines_first(
+        setup, cli, smtp, tmp_path):
+    """The dashboard counts everyone and reads those still to confirm by state in one pass; its
+    next send, planned from those states, is the first of the timeline that reads them itself,
+    whatever the story's people are doing (confirmed, exempt, extended, not started, left)."""
+    import datetime as dt
+
+    from workflow import standing, timeline
+
+    config, app = _story(setup, cli, smtp, tmp_path)
+    svc = app.extensions["signoff"]
+    try:
+        for when in ("2026-09-23 10:00", "2026-09-29 09:00", "2026-10-04 12:00",
+                     "2026-10-16 07:00"):
+            moment, end = at(when), at(when) + dt.timedelta(days=366)
+            with app.app_context(), svc.db.read() as session:
+                lib = svc.library(session)
+                counts, states = standing.tallies_and_states(lib, session, moment)
+                assert counts == standing.tallies(lib, session, moment)
+                given = timeline.batches(svc, session, moment, end, lib, first=True,
+                                         states=states)
+                read = timeline.batches(svc, session, moment, end, lib)
+            assert given and given == [b for b in read if b.when == read[0].when], when
+    finally:
+        svc.db.dispose()

@@ -188,15 +188,36 @@ def tally(found: Iterable[Standing]) -> Tally:
 
 def tallies(lib: Library, session: Session, now: dt.datetime) -> dict[int, Tally]:
     """Each policy's current cycle, by policy id: the counts alone."""
+    return _counted(lib, session, now, ())[0]
+
+
+# A person's state in a cycle, as the timeline plans it (timeline._state reads it in this order).
+STATE = (Staff.start_date, Request.stage_sent, Request.reminded_at, Request.last_message_at,
+         Request.due_extended_to)
+
+
+def tallies_and_states(lib: Library, session: Session, now: dt.datetime
+                       ) -> tuple[dict[int, Tally], dict[int, list[tuple[tuple, int]]]]:
+    """The counts of `tallies`, and, in the same pass, each policy's people still to confirm
+    grouped by their state (STATE) with how many are in each: what the timeline plans from."""
+    return _counted(lib, session, now, STATE)
+
+
+def _counted(lib: Library, session: Session, now: dt.datetime, state: tuple
+             ) -> tuple[dict[int, Tally], dict[int, list[tuple[tuple, int]]]]:
     each = (people(lib, now).with_only_columns(Policy.id.label("policy_id"),
-                                               status(now).label("status"))
+                                               status(now).label("status"),
+                                               *(c.label(f"s_{i}") for i, c in enumerate(state)))
             .order_by(None).subquery())
-    rows = session.execute(select(each.c.policy_id, each.c.status, func.count())
-                           .group_by(each.c.policy_id, each.c.status))
+    rows = session.execute(select(*each.c, func.count()).group_by(*each.c))
     found: dict[int, Counter] = {}
-    for policy_id, status_, n in rows:
+    states: dict[int, list[tuple[tuple, int]]] = {}
+    for policy_id, status_, *key, n in rows:
         found.setdefault(policy_id, Counter())[status_] += n
-    return {policy_id: Tally(**{s: c[s] for s in COUNTED}) for policy_id, c in found.items()}
+        if state and status_ in ("pending", "overdue"):
+            states.setdefault(policy_id, []).append((tuple(key), n))
+    return ({policy_id: Tally(**{s: c[s] for s in COUNTED}) for policy_id, c in found.items()},
+            states)
 
 
 def current_cycle(lib: Library, session: Session, policy: Policy,
@@ -254,10 +275,11 @@ def overviews(lib: Library, session: Session, now: dt.datetime, include_inactive
     return out
 
 
-def counted_overviews(lib: Library, session: Session, now: dt.datetime) -> list[Overview]:
+def counted_overviews(lib: Library, session: Session, now: dt.datetime,
+                      found: dict[int, Tally] | None = None) -> list[Overview]:
     """Each policy's current cycle with its counts alone, counted in the database (the
-    dashboard: at 50,000 staff nobody's standing need be read)."""
-    found = tallies(lib, session, now)
+    dashboard: at 50,000 staff nobody's standing need be read), or given as `found`."""
+    found = tallies(lib, session, now) if found is None else found
     return [Overview(policy, lib.get(policy.id).cycle_year(now),
                      current_cycle(lib, session, policy, now),
                      counts=found.get(policy.id, Tally()))

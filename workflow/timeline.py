@@ -51,7 +51,8 @@ def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
 
 def batches(svc: Services, session: Session, start: dt.datetime, end: dt.datetime,
             lib: library.Library | None = None, names: bool = False,
-            policy_id: int | None = None, first: bool = False) -> list[Batch]:
+            policy_id: int | None = None, first: bool = False,
+            states: dict[int, list[tuple[tuple, int]]] | None = None) -> list[Batch]:
     """Every send between `start` and `end`, counted per moment, kind, policy and reason, for each
     active policy of `lib` (default: as stored; a console preview gives one with its change
     made; `policy_id`: that one's only, and no digests) on its own calendar to the people in its
@@ -61,7 +62,8 @@ def batches(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
     moments, someone due for both gets the later one a day late (one email a day): then each
     person's states are read and each combination of them is planned once. With `names`, each
     batch names its people; with `first`, only the first moment's batches are wanted (the
-    dashboard's next send), which waiting a day cannot make earlier."""
+    dashboard's next send), which waiting a day cannot make earlier. `states`: the people of
+    each policy's current cycle by state, as standing.tallies_and_states counted them."""
     lib = lib or svc.library(session)
     windows = list(_windows(session, lib, start, end))
     groups: list[_Group] = []
@@ -69,7 +71,7 @@ def batches(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
     for w in sorted(windows, key=lambda w: w.start):
         if first and w.start > soonest:
             continue  # a later cycle, after a send of this one
-        mine = list(_alone(session, lib, w, False))
+        mine = list(_alone(session, lib, w, False, states))
         groups.extend(mine)
         soonest = min([soonest, *(g.sends[0][0] for g in mine if g.sends)])
     meet, first_day = _may_meet(lib, groups, start)
@@ -137,10 +139,15 @@ def _windows(session: Session, lib: library.Library, start: dt.datetime,
                           min(end, cal.cycle_opens(y + 1)))
 
 
-def _alone(session: Session, lib: library.Library, w: _Window, names: bool) -> Iterator[_Group]:
+def _alone(session: Session, lib: library.Library, w: _Window, names: bool,
+           counted: dict[int, list[tuple[tuple, int]]] | None = None) -> Iterator[_Group]:
     """The window's people grouped by state, each state planned once on its own."""
     planned: dict[tuple, tuple] = {}
-    for key, count, who in _states(session, lib, w, names):
+    if counted is not None and w.year == w.policy.cycle_year(w.start):
+        found = ((key, n, []) for key, n in counted.get(w.policy.id, ()))
+    else:
+        found = _states(session, lib, w, names)
+    for key, count, who in found:
         if key not in planned:
             planned[key] = _plan(w, _state(w, key))
         yield _Group(count, who, *planned[key])
@@ -236,8 +243,7 @@ def _each(session: Session, lib: library.Library, windows: list[_Window],
         yield keys, was, len(who), sorted(who)
 
 
-_STATE = (Staff.start_date, Request.stage_sent, Request.reminded_at, Request.last_message_at,
-          Request.due_extended_to)
+_STATE = standing.STATE
 
 
 def _asked(lib: library.Library, w: _Window):

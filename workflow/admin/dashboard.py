@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from .. import outbox, timeline
 from ..services import services
 from ..models import Outbox, TickRun
-from ..standing import counted_overviews
+from ..standing import counted_overviews, tallies_and_states
 from . import bp, now, schedule
 
 STALE_AFTER_INTERVALS = 3
@@ -26,11 +26,12 @@ def dashboard():
     tz = svc.tz
     with svc.db.read() as session:
         lib = svc.library(session)
-        cycles = counted_overviews(lib, session, moment)
+        counts, states = tallies_and_states(lib, session, moment)
+        cycles = counted_overviews(lib, session, moment, counts)
         # A year ahead always reaches the next cycle's first reminders, so there is a next send
         # whenever anyone is on the roster.
         first = timeline.batches(svc, session, moment, moment + NEXT_SEND_WITHIN, lib,
-                                 first=True)
+                                 first=True, states=states)
         # Under the mail provider's limits: when what waits now, and the next send's emails,
         # will all have gone.
         _, waiting = outbox.waiting(svc, session, moment)
