@@ -65,6 +65,26 @@ def confirm_by_page(config: Path, link: str, when: dt.datetime) -> str:
         app.extensions["signoff"].db.dispose()
 
 
+def decline_by_page(config: Path, link: str, when: dt.datetime, reason: str,
+                    statement: str = "") -> tuple[int, str]:
+    """What someone who cannot confirm does: open the link, open "I can't confirm this", choose
+    what (`statement`: its index, or "" for the whole policy), say why, send it. Returns the
+    answer's status and the page they are then shown."""
+    app = create_app(config_mod.load(config))
+    try:
+        client = app.test_client()
+        with time_machine.travel(when, tick=False):
+            html = client.get(urlsplit(link).path).get_data(as_text=True)
+            form = {**hidden_fields(html), "statement": statement, "reason": reason,
+                    "action": "decline"}
+            done = client.post(urlsplit(link).path, data=form)
+            if done.status_code != 303:
+                return done.status_code, done.get_data(as_text=True)
+            return 303, client.get(urlsplit(link).path).get_data(as_text=True)
+    finally:
+        app.extensions["signoff"].db.dispose()
+
+
 def start(config: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     """Start `signoff <args>` in the background, its output going to a log file."""
     log = config.parent / f"{args[0]}.log"

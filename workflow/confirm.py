@@ -16,9 +16,10 @@ from markupsafe import Markup
 from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
-from wtforms import BooleanField, HiddenField
+from wtforms import BooleanField, HiddenField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
 
-from . import events, library, mailer, policies, standing, tokens
+from . import declines, events, library, mailer, policies, standing, tokens
 from .services import services
 from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Setting, Staff
 
@@ -46,7 +47,7 @@ _current_version = aliased(PolicyVersion)
 # policy, the policy's current version (not its text: see policies.html) and any confirmation.
 _PAGE = (
     select(Link.revoked_at, Request.id.label("request_id"), Request.staff_id, Request.exempt_at,
-           Request.dropped_at,
+           Request.dropped_at, Request.declined_at,
            Staff.name, Staff.first_name, Cycle.year, Policy.title, Policy.state,
            Policy.schedule.label("own_schedule"), Setting.schedule.label("setting_schedule"),
            PolicyVersion.id.label("version_id"),
@@ -83,6 +84,18 @@ def _visit(token: str) -> tuple[Row, Markup]:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
         return row, policies.html(conn, row.version_id, row.sha256, row.title)
+
+
+class DeclineForm(FlaskForm):
+    """"I can't confirm this": which statement (an index; empty: the policy as a whole), and why."""
+
+    version = HiddenField()
+    statement = StringField()
+    reason = TextAreaField(validators=[DataRequired("Please say why, so that the head teacher "
+                                                    "can help."),
+                                       Length(max=declines.REASON_MAX,
+                                              message=f"Please keep it to "
+                                                      f"{declines.REASON_MAX} characters.")])
 
 
 @functools.lru_cache(maxsize=16)
@@ -127,7 +140,8 @@ def page(token: str):
     version = Version(row.version_id, row.sha256, row.statements)
     greeting = mailer.greeting_name(row)
     ctx = {"person": {"name": row.name, "greeting": greeting}, "policy": {"title": row.title},
-           "version": version, "policy_html": policy_html, "unticked": []}
+           "version": version, "policy_html": policy_html, "unticked": [],
+           "reason_max": declines.REASON_MAX}
     if row.confirmed_at is not None:
         # Not the office's note about a paper sign-off: that is for the evidence, not the person.
         # Nor the version's hash: it is evidence, and means nothing to the person.
@@ -143,6 +157,12 @@ def page(token: str):
         return render_template("message.html", title="Nothing to do",
                                text=f"{greeting}, the {row.title} no longer applies to you, so "
                                     "there is nothing to confirm. No action is needed.")
+    if row.declined_at is not None:
+        with svc.db.read() as session:
+            ctx["declined"] = declines.open_decline(session, row.request_id)
+            ctx["declined_local"] = row.declined_at.astimezone(svc.tz)
+    if request.method == "POST" and request.form.get("action") == "decline":
+        return _decline(svc, token, row, version, ctx)
     if request.method != "POST":
         # Nothing ticked yet: the page needs no form object, only the CSRF token and the version.
         return render_template("confirm.html", form=None, **ctx)
@@ -172,6 +192,28 @@ def page(token: str):
     return redirect(url_for("confirm.page", token=token), code=303)
 
 
+def _decline(svc, token: str, row: Row, version: Version, ctx: dict):
+    """The "I can't confirm this" form: recorded, then the page again (Post/Redirect/Get), which
+    says the head teacher has been told and still lets them confirm; or shown again with what
+    to fix."""
+    form = DeclineForm(formdata=request.form)
+    ctx["decline_form"] = form
+    if not form.validate():
+        if form.csrf_token.errors:
+            ctx["decline_problem"] = "The form had expired. Please say again why not, and send it."
+        return render_template("confirm.html", form=None, **ctx), 400
+    choices = {"": None, **{str(i): text for i, text in enumerate(version.statements)}}
+    if form.version.data != version.sha256 or form.statement.data not in choices:
+        form.version.data = version.sha256
+        ctx["decline_problem"] = ("The policy was updated while you were reading it. Please read "
+                                  "it again, then say which part you cannot confirm.")
+        return render_template("confirm.html", form=None, **ctx), 400
+    declines.record(svc, row.request_id, statement=choices[form.statement.data],
+                    reason=form.reason.data.strip(), now=_now(), ip=request.remote_addr,
+                    agent=request.headers.get("User-Agent", "")[:512])
+    return redirect(url_for("confirm.page", token=token), code=303)
+
+
 def record(svc, request_id: int, version, *, method: str, now: dt.datetime, ip: str | None = None,
            agent: str | None = None, actor: str | None = None, reason: str | None = None,
            signed_on: dt.date | None = None, paper_kept: str | None = None) -> bool:
@@ -191,6 +233,7 @@ def record(svc, request_id: int, version, *, method: str, now: dt.datetime, ip: 
                                      reason=reason, signed_on=signed_on, paper_kept=paper_kept))
             req.closed_at = now
             req.next_check_at = None
+            declines.confirmed(session, req, now, actor or "staff")
             events.record(session, "confirmed", now, actor=actor or "staff", staff_id=req.staff_id,
                           request_id=request_id, method=method, version=version.sha256, ip=ip,
                           reason=reason, signed_on=signed_on.isoformat() if signed_on else None,

@@ -204,7 +204,10 @@ class Request(Base):
     # The person left the policy's audience (their groups, or its audience, changed) before
     # confirming: nothing more is sent. Kept, never deleted; cleared if they are in it again.
     dropped_at: Mapped[dt.datetime | None]
-    closed_at: Mapped[dt.datetime | None]  # confirmed, exempt or dropped
+    # The person said they cannot confirm (see Decline): nothing more is sent until the head
+    # teacher or the office resolves it. Cleared then, or when they confirm after all.
+    declined_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]  # confirmed, exempt, dropped or declined
     cycle: Mapped[Cycle] = relationship()
     staff: Mapped[Staff] = relationship()
 
@@ -241,6 +244,27 @@ class Confirmation(Base):
     policy_version: Mapped[PolicyVersion] = relationship()
 
 
+class Decline(Base):
+    """A person said on their page that they cannot confirm a policy this cycle: which statement
+    (None: the policy as a whole) and why. Kept for the evidence, never deleted, with how it was
+    resolved: reopened (asked again), excused (exempt this cycle), or confirmed (they confirmed
+    after all)."""
+
+    __tablename__ = "decline"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("request.id"), index=True)
+    declined_at: Mapped[dt.datetime]
+    statement: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    resolved_at: Mapped[dt.datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(320))
+    outcome: Mapped[str | None] = mapped_column(String(20))  # reopened | excused | confirmed
+    resolution: Mapped[str | None] = mapped_column(Text)  # the note of who resolved it
+    request: Mapped[Request] = relationship()
+
+
 # The statuses an outbox row may be claimed in; the claim's partial index is over exactly these.
 WAITING = ("pending", "retrying")
 _WAITING_SQL = text("status IN ('pending', 'retrying')")
@@ -262,7 +286,7 @@ class Outbox(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert
+    kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert | declined
     stage: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("request.id"), index=True)
     # Whom a reminder or follow-up goes to: the send loop bundles by it (see outbox.claim).

@@ -9,20 +9,23 @@ import io
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased
 
 from . import library, sends, standing
 from .services import Services
-from .models import Cycle, Policy, PolicyVersion, Request
+from .models import Cycle, Decline, Policy, PolicyVersion, Request
 
 COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
            "last_sent_at", "escalated", "confirmed_at", "delivery")
 # The evidence of each confirmation and exemption, after the contract's columns: how (self or
 # paper), the browser's address and agent, an exemption's reason, and for a paper sign-off who
-# recorded it, the date on the form, where it is kept and the office's note.
+# recorded it, the date on the form, where it is kept and the office's note; then the person's
+# latest "I can't confirm this", if any: when, which statement ("" for the whole policy), why,
+# and how it was resolved (reopened, excused, confirmed; "" while waiting) with the note.
 EVIDENCE = ("method", "ip_address", "user_agent", "exempt_reason", "recorded_by", "signed_on",
-            "paper_kept", "note")
+            "paper_kept", "note", "declined_at", "decline_statement", "decline_reason",
+            "decline_outcome", "decline_resolution")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Row:
     signed_on: str = ""
     paper_kept: str = ""
     note: str = ""
+    declined_at: str = ""
+    decline_statement: str = ""
+    decline_reason: str = ""
+    decline_outcome: str = ""
+    decline_resolution: str = ""
     standing: str = ""  # the console's status (overdue, inactive…), for the counts; not a column
 
 
@@ -90,13 +98,18 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
         return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
 
     sent, latest = sends.counts(now), sends.latest(now)
+    newest = (select(Decline.request_id, func.max(Decline.id).label("id"))
+              .group_by(Decline.request_id).subquery())
+    decline = aliased(Decline)
     query = (query.add_columns(sent.c.first, sent.c.last, sent.c.n, latest.c.status,
-                               latest.c.last_error)
+                               latest.c.last_error, decline)
              .outerjoin(sent, sent.c.request_id == Request.id)
-             .outerjoin(latest, latest.c.request_id == Request.id))
+             .outerjoin(latest, latest.c.request_id == Request.id)
+             .outerjoin(newest, newest.c.request_id == Request.id)
+             .outerjoin(decline, decline.id == newest.c.id))
     # yield_per: rows are made as they are read, not all first (a 50,000-row CSV streams).
     for (staff, req, conf, status, _, _, first, last, count, last_status,
-         last_error) in session.execute(query.execution_options(yield_per=500)):
+         last_error, dec) in session.execute(query.execution_options(yield_per=500)):
         yield Row(
             name=staff.name, email=staff.email, policy=policy.slug,
             version=(conf.version_sha256 if conf
@@ -114,6 +127,11 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
             paper_kept=(conf.paper_kept or "") if conf else "",
             note=((conf.reason or "") if conf else
                   "no longer applies to them" if status == "dropped" else ""),
+            declined_at=iso(dec.declined_at) if dec else "",
+            decline_statement=(dec.statement or "") if dec else "",
+            decline_reason=dec.reason if dec else "",
+            decline_outcome=(dec.outcome or "") if dec else "",
+            decline_resolution=(dec.resolution or "") if dec else "",
             standing=status)
 
 

@@ -1,5 +1,5 @@
 """Where each person stands in a policy's cycle: the one definition of a status (confirmed, exempt,
-no longer applies, inactive, overdue, pending), of a policy's audience and of who a cycle counts,
+no longer applies, declined, inactive, overdue, pending), of a policy's audience and of who a cycle counts,
 as SQL. The console, the report, the evidence page, the head teacher's digest and the tick all
 select it; none works a status or an audience out for itself."""
 
@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from .library import Library
 from .models import Confirmation, Cycle, Policy, PolicyAudience, Request, Staff, StaffGroup
 
-STATUSES = ("confirmed", "exempt", "dropped", "inactive", "overdue", "pending")
+STATUSES = ("confirmed", "exempt", "dropped", "declined", "inactive", "overdue", "pending")
 # The statuses a count is made of. Someone inactive (asked, then left without confirming or being
 # exempted) is never counted: not "not confirmed" on the evidence page, not in "confirmed X of Y".
-COUNTED = ("confirmed", "exempt", "overdue", "pending")
-# The report's contract knows pending, confirmed and exempt only: there, overdue and inactive
+COUNTED = ("confirmed", "exempt", "declined", "overdue", "pending")
+# The report's contract knows pending, confirmed, exempt and declined: there, overdue and inactive
 # people are pending.
 REPORTED = {"overdue": "pending", "inactive": "pending", "dropped": "pending"}
 
@@ -56,6 +56,7 @@ def status(now: dt.datetime) -> ColumnElement[str]:
     return case((Confirmation.id.is_not(None), "confirmed"),
                 (Request.exempt_at.is_not(None), "exempt"),
                 (Request.dropped_at.is_not(None), "dropped"),
+                (Request.declined_at.is_not(None), "declined"),
                 (not_(Staff.active), "inactive"),
                 (overdue_from() <= now, "overdue"),
                 else_="pending")
@@ -160,6 +161,7 @@ class Tally:
 
     confirmed: int = 0
     exempt: int = 0
+    declined: int = 0  # said they cannot confirm, not yet resolved
     overdue: int = 0
     pending: int = 0
 
@@ -174,12 +176,12 @@ class Tally:
     @property
     def expected(self) -> int:
         """Everyone active who is not exempt: the Y of 'confirmed X of Y'."""
-        return self.confirmed + self.overdue + self.pending
+        return self.confirmed + self.outstanding
 
     @property
     def outstanding(self) -> int:
         """Not confirmed and not exempt: the "not confirmed" of the evidence page."""
-        return self.overdue + self.pending
+        return self.declined + self.overdue + self.pending
 
 
 def tally(found: Iterable[Standing]) -> Tally:

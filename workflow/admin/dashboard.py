@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from .. import outbox, timeline
 from ..services import services
-from ..models import Outbox, TickRun
+from ..models import Cycle, Decline, Outbox, Policy, Request, Staff, TickRun
 from ..standing import counted_overviews, tallies_and_states
 from . import bp, now, schedule
 
@@ -44,6 +44,16 @@ def dashboard():
                 svc, session, moment, [(first[0].when, count)])), None)
             if next_held and len({b.policy for b in first}) > 1:
                 next_held = "up to " + next_held
+        waiting_decision = (select(Decline, Staff, Policy.title)
+                            .join(Request, Request.id == Decline.request_id)
+                            .join(Staff, Staff.id == Request.staff_id)
+                            .join(Cycle, Cycle.id == Request.cycle_id)
+                            .join(Policy, Policy.id == Cycle.policy_id)
+                            .where(Decline.resolved_at.is_(None),
+                                   Staff.setting_id == lib.setting_id))
+        declined = list(session.execute(waiting_decision.order_by(Decline.declined_at)
+                                        .limit(RECENT_FAILURES)))
+        declined_count = session.scalar(waiting_decision.with_only_columns(func.count())) or 0
         last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
                                     .limit(1)).first()
         failed = (Outbox.status.in_(("failed", "retrying")), outbox.of_setting(lib.setting_id))
@@ -63,4 +73,5 @@ def dashboard():
                            stale=stale, interval=interval, failures=failures, first=first,
                            titles=titles,
                            failure_count=failure_count, tz=tz, waiting=waiting,
-                           next_held=next_held)
+                           next_held=next_held, declined=declined,
+                           declined_count=declined_count)

@@ -11,7 +11,7 @@ from sqlalchemy import case, func, select
 
 from .. import policies, reports, standing
 from ..services import services
-from ..models import Confirmation, Cycle, Event, Policy, Request, Staff
+from ..models import Confirmation, Cycle, Decline, Event, Policy, Request, Staff
 from . import bp, now, paging
 
 
@@ -37,7 +37,7 @@ def _cycle(session, cycle_id: int) -> Cycle:
 
 
 # The evidence page's sections, in order; a person is in one.
-SECTIONS = ("confirmed", "exempt", "outstanding", "gone", "dropped")
+SECTIONS = ("confirmed", "exempt", "declined", "outstanding", "gone", "dropped")
 PER_PAGE = 200  # people a page: a cycle of 50,000 is listed a page at a time, the CSV has all
 
 
@@ -47,8 +47,8 @@ def _section(current: bool, moment):
     left without confirming is listed apart and counted nowhere."""
     status_ = standing.status(moment)
     return case((status_ == "confirmed", 0), (status_ == "exempt", 1),
-                (status_ == "dropped", 4),
-                (standing.counted(current), 2), else_=3)
+                (status_ == "declined", 2), (status_ == "dropped", 5),
+                (standing.counted(current), 3), else_=4)
 
 
 @bp.route("/evidence/<id:cycle_id>")
@@ -86,10 +86,15 @@ def evidence_page(cycle_id: int):
                 staff, cycle.policy, cycle, req, conf, status_, bool(is_counted), due))
         rows = [s for found in shown.values() for s in found]
         # Who exempted each person, from the append-only log.
+        asked_ids = [s.request.id for s in rows if s.request]
         exempted_by = {e.request_id: e.actor for e in session.scalars(
-            select(Event).where(Event.kind == "exempted",
-                                Event.request_id.in_([s.request.id for s in rows
-                                                      if s.request])))}
+            select(Event).where(Event.kind.in_(("exempted", "decline_resolved")),
+                                Event.request_id.in_(asked_ids)).order_by(Event.id))}
+        # Everyone's declines ("I can't confirm this"), open or resolved, for the evidence.
+        declined: dict[int, list[Decline]] = {}
+        for d in session.scalars(select(Decline).where(Decline.request_id.in_(asked_ids))
+                                 .order_by(Decline.id)):
+            declined.setdefault(d.request_id, []).append(d)
         versions = sorted(session.scalars(
             select(Confirmation.version_sha256).distinct()
             .join(Request, Request.id == Confirmation.request_id)
@@ -104,7 +109,8 @@ def evidence_page(cycle_id: int):
     return render_template("admin/evidence.html", active="evidence", cycle=cycle,
                            shown=shown, sizes=sizes, pages_of=pages_of,
                            tally=standing.Tally.of(statuses.elements()), left=left,
-                           exempted_by=exempted_by, versions=versions, asked=asked,
+                           exempted_by=exempted_by, declined=declined, versions=versions,
+                           asked=asked,
                            page=page, pages=pages, per_page=PER_PAGE, tz=svc.tz,
                            setting=svc.config.setting)
 

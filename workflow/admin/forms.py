@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordField, StringField
-from wtforms import SelectField, TextAreaField
+from wtforms import RadioField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
+from ..declines import OUTCOMES
 from ..roster import FIRST_NAME_MAX, LABELS, NAME_MAX, ROLE_MAX
 
 _SHORT_REASON = Length(max=500, message="Keep the reason under 500 characters.")
@@ -28,6 +29,19 @@ class LoginForm(FlaskForm):
 class ReasonForm(FlaskForm):
     reason = TextAreaField("Reason", [DataRequired("Give a reason: it is kept with the record."),
                                       _SHORT_REASON], filters=[_strip])
+
+
+class ResolveForm(FlaskForm):
+    """How a decline ("I can't confirm this") was resolved: asked again, or excused, and why."""
+
+    outcome = RadioField("What happens now",
+                         choices=[SelectChoice(value, label) for value, label in OUTCOMES.items()],
+                         validators=[InputRequired("Choose what happens now.")])
+    note = TextAreaField("What was decided, and by whom",
+                         [DataRequired("Say what was decided: it is kept with the record."),
+                          _SHORT_REASON], filters=[_strip],
+                         description="For example: Spoke with Amira on 3 September; the friend "
+                                     "is her sister, not a parent at the setting.")
 
 
 class PaperForm(FlaskForm):

@@ -21,7 +21,8 @@ from . import bp, now, paging, person_or_404
 from .forms import ApplyForm, ColumnsForm, StaffForm, UploadForm
 
 # Most in need of attention first when sorting by status.
-RANK = {"overdue": 0, "pending": 1, "exempt": 2, "confirmed": 3, "dropped": 4, "inactive": 5}
+RANK = {"declined": 0, "overdue": 1, "pending": 2, "exempt": 3, "confirmed": 4, "dropped": 5,
+        "inactive": 6}
 PAGE = 100  # people a page: a roster of 50,000 is searched, filtered and paged in the database
 
 

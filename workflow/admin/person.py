@@ -10,14 +10,14 @@ from flask_login import current_user
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import confirm, events, library, planner
+from .. import confirm, declines, events, library, planner
 from ..library import Entry
 from ..services import Services, services
-from ..models import Cycle, Event, Link, Request, Staff
+from ..models import Cycle, Decline, Event, Link, Request, Staff
 from ..outbox import enqueue, request_key, resend_key
 from ..standing import in_audience, overviews
 from . import bp, now, person_or_404
-from .forms import ExtendForm, PaperForm, ReasonForm
+from .forms import ExtendForm, PaperForm, ReasonForm, ResolveForm
 
 
 NOT_CHANGED = "Nothing was changed: please fix the problem shown below."
@@ -31,7 +31,8 @@ def _forms(slug: str, bound: tuple[str, object] | None = None) -> dict:
     """The forms of one policy's section: fresh ones, except the one just submitted with errors."""
     forms = {"extend": ExtendForm(prefix=f"{slug}-extend", formdata=None),
              "exempt": ReasonForm(prefix=f"{slug}-exempt", formdata=None),
-             "paper": PaperForm(prefix=f"{slug}-paper", formdata=None)}
+             "paper": PaperForm(prefix=f"{slug}-paper", formdata=None),
+             "resolve": ResolveForm(prefix=f"{slug}-resolve", formdata=None)}
     if bound is not None:
         forms[bound[0]] = bound[1]
     return forms
@@ -51,6 +52,11 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         for s in standings:
             if s.confirmation is not None:
                 _ = s.confirmation.policy_version
+        asked = [s.request.id for s in standings if s.request is not None]
+        declined: dict[int, list[Decline]] = {}
+        for d in session.scalars(select(Decline).where(Decline.request_id.in_(asked))
+                                 .order_by(Decline.id)):
+            declined.setdefault(d.request_id, []).append(d)
         calendars = {s.request.cycle_id: lib.get(s.policy.id).calendar
                      for s in standings if s.request is not None}
     sections = []
@@ -58,7 +64,8 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         slug_bound = (bound[1], bound[2]) if bound and bound[0] == s.policy.slug else None
         sections.append((s, _forms(s.policy.slug, slug_bound)))
     return render_template("admin/person.html", active="people", person=person, sections=sections,
-                           history=history, tz=svc.tz, problem=problem,
+                           history=history, tz=svc.tz, problem=problem, declined=declined,
+                           outcomes=declines.OUTCOMES,
                            today=lib.calendar.local_date(moment), describe=describe,
                            within=within(svc), confirm_by=lambda req: planner.due_date(
                                req.reminded_at, calendars[req.cycle_id],
@@ -100,6 +107,9 @@ def _open_request(svc, session, person, policy, moment) -> Request:
     if not person.active:
         raise Refused(f"{person.name} is inactive. Make them active on the edit page first.")
     req = _request(svc, session, person, policy, moment)
+    if req.declined_at is not None:
+        raise Refused(f"{person.name} has said they cannot confirm the {policy.title}. Record "
+                      "what happens now below first; nothing was changed.")
     if req.closed_at is not None:
         done = ("exempt" if req.exempt_at is not None else "confirmed" if req.dropped_at is None
                 else "no longer asked (it stopped applying to them); the next scheduler run asks "
@@ -240,6 +250,31 @@ def paper(staff_id: int, slug: str):
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
 
 
+@bp.route("/people/<id:staff_id>/<slug>/resolve", methods=["POST"])
+def resolve(staff_id: int, slug: str):
+    """Record how a decline was resolved: asked again, or excused this cycle."""
+    form = ResolveForm(prefix=f"{slug}-resolve")
+    if not form.validate():
+        return _page(staff_id, (slug, "resolve", form), problem=NOT_CHANGED, status=400)
+
+    def action(svc, session, person, policy, moment):
+        cycle = session.scalars(select(Cycle).filter_by(
+            policy_id=policy.id, year=policy.cycle_year(moment))).first()
+        req = cycle and session.scalars(select(Request).filter_by(
+            cycle_id=cycle.id, staff_id=person.id)).first()
+        if req is None or req.declined_at is None:
+            raise Refused(f"{person.name} has no decline of the {policy.title} waiting for a "
+                          "decision (it may have been resolved already, or they confirmed); "
+                          "nothing was changed.")
+        declines.resolve(session, req, outcome=form.outcome.data, note=form.note.data,
+                         actor=current_user.email, now=moment)
+        if form.outcome.data == "reopened":
+            return (f"{person.name} is asked to confirm the {policy.title} again: the scheduler's "
+                    f"next run ({within(svc)}) sends what is due.")
+        return f"{person.name} is excused from the {policy.title} this cycle."
+    return _act(staff_id, slug, action)
+
+
 def within(svc: Services) -> str:
     """When the scheduler's next run comes at the latest, in words: "within 5 minutes"."""
     seconds = svc.config.scheduler.interval_seconds
@@ -270,6 +305,11 @@ def describe(event: Event) -> str:
         "due_extended": f"due date extended to {d.get('due', '')}"
                         + (f": {d['reason']}" if d.get("reason") else ""),
         "exempted": f"exempted for this cycle: {d.get('reason', '')}",
+        "declined": ("said they cannot confirm "
+                     + (f"“{d['statement']}”" if d.get("statement") else "the policy")
+                     + f": {d.get('reason', '')}"),
+        "decline_resolved": (("asked to confirm again" if d.get("outcome") == "reopened"
+                              else "excused this cycle") + f" after declining: {d.get('note', '')}"),
     }
     return words.get(event.kind, event.kind.replace("_", " "))
 
