@@ -112,9 +112,9 @@ def test_what_they_must_fix_is_shown_and_nothing_is_recorded(setup, cli, smtp):
     assert status == 400 and "Please keep it to 2000 characters." in page
     status, page = decline_by_page(config, link, at("2026-09-02 10:00"), REASON, statement="7")
     assert status == 400 and "The policy was updated while you were reading it" in page
-    app = create_app(config_mod.load(config))
+    web = create_app(config_mod.load(config))
     try:
-        client = app.test_client()
+        client = web.test_client()
         path = urlsplit(link).path
         form = {**hidden_fields(client.get(path).get_data(as_text=True)), "reason": REASON,
                 "statement": "", "action": "decline"}
@@ -126,7 +126,7 @@ def test_what_they_must_fix_is_shown_and_nothing_is_recorded(setup, cli, smtp):
         assert client.get(path, query_string={"action": "decline"}).status_code == 200
         assert client.head(path).status_code == 200
     finally:
-        app.extensions["signoff"].db.dispose()
+        web.extensions["signoff"].db.dispose()
     assert _rows(config, Decline) == []
     assert _report(cli, config, "2026-09-02 11:00")["amira@example.org"]["status"] == "pending"
 
