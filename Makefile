@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-fast bench browser clean
+.PHONY: demo test test-fast bench browser pango clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,15 @@ browser:
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-test: $(STAMP) browser
+# Pango for WeasyPrint (the evidence PDF), the same way: installed when WeasyPrint cannot load it
+# and we are root; elsewhere the PDF tests are skipped with the reason shown.
+pango: $(STAMP)
+	@if ! $(BIN)/python -c "import weasyprint" >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing pango for the evidence PDF"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 >/dev/null; \
+	fi
+
+test: $(STAMP) browser pango
 	$(BIN)/python -m pytest
 
 # The quick loop while working: everything but the browser, PostgreSQL and slow tests (those that

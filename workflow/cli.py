@@ -338,6 +338,110 @@ def policy_export(ctx: Context) -> None:
                                   dt.datetime.now(svc.tz)), nl=False)
 
 
+@policy.command("list")
+@pass_ctx
+def policy_list(ctx: Context) -> None:
+    """Each policy: its slug, title, state, the version in force (short hash) and its approvals,
+    and a newer version waiting for approval."""
+    from . import library
+
+    svc = ctx.ready()
+    with svc.db.read() as session:
+        lib = svc.library(session)
+        if not lib.policies:
+            click.echo("no policies yet: `signoff init` takes them from the config")
+        for entry in lib.policies:
+            in_force = library.current_version(session, entry.id)
+            waiting = library.proposal(session, entry.id)
+            click.echo(f"{entry.slug}  {entry.title}  [{entry.state}]")
+            if in_force is not None:
+                click.echo(f"  in force: {in_force.sha256[:12]} since "
+                           f"{in_force.in_force_at.astimezone(svc.tz):%Y-%m-%d}; "
+                           + (library.approved_line(in_force.approvals) or "no approval recorded"))
+            if waiting is not None:
+                click.echo(f"  proposed: {waiting.sha256[:12]} on "
+                           f"{waiting.created_at.astimezone(svc.tz):%Y-%m-%d}, waiting for "
+                           f"approval (signoff policy approve {entry.slug} …)")
+
+
+@policy.command("version")
+@click.argument("slug")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--note", default=None, help="What the new text changes, kept with the version.")
+@pass_ctx
+def policy_version(ctx: Context, slug: str, file: Path, note: str | None) -> None:
+    """Propose a new text for policy SLUG from FILE (Word .docx, Markdown or text). It reaches
+    staff once approved (`signoff policy approve`); the statements stay as they are."""
+    from . import events, library, policies
+    from .models import Policy
+
+    svc = ctx.ready()
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        _fail(click.get_current_context(), f"{file}: cannot read it ({exc.strerror})", 2)
+    try:
+        text = policies.text_of_file(file.name, raw)
+    except policies.UnreadableText as exc:
+        _fail(click.get_current_context(), str(exc), 2)
+    moment = dt.datetime.now(dt.timezone.utc)
+    with svc.db.write() as session:
+        entry = svc.library(session).by_slug(slug)
+        if entry is None:
+            _fail(click.get_current_context(), _no_policy(svc, session, slug), 2)
+        policy = session.get(Policy, entry.id)
+        newest = library.newest_version(session, entry.id)
+        version = library.add_version(session, policy, text, list(newest.statements), moment,
+                                      actor="command line", note=note)
+        if version is None:
+            click.echo(f"{file}: the same text as the {policy.title}'s newest version; nothing "
+                       "to propose")
+            return
+        events.record(session, "policy_changed", moment, actor="command line", policy=slug,
+                      changes={"proposed": [newest.sha256, version.sha256]})
+        click.echo(f"proposed {version.sha256[:12]} for the {policy.title}: staff are shown it "
+                   f"once approved (signoff policy approve {slug} --name … --role … --date …)")
+
+
+@policy.command("approve")
+@click.argument("slug")
+@click.option("--name", required=True, help="Who approved it, e.g. Jane Smith.")
+@click.option("--role", required=True, help="Their role, e.g. Chair of Governors.")
+@click.option("--date", "on", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="The date it was approved, YYYY-MM-DD.")
+@click.option("--minute", default=None, help="The minute reference of the meeting.")
+@pass_ctx
+def policy_approve(ctx: Context, slug: str, name: str, role: str, on: dt.datetime,
+                   minute: str | None) -> None:
+    """Record one approval of policy SLUG's newest version (the Chair of Governors', then the
+    Head Teacher's, say). The first approval of a proposed text puts it in force."""
+    from . import library
+
+    svc = ctx.ready()
+    moment = dt.datetime.now(dt.timezone.utc)
+    if on.date() > moment.astimezone(svc.tz).date():
+        _fail(click.get_current_context(), f"--date {on:%Y-%m-%d} is in the future", 2)
+    name, role = " ".join(name.split()), " ".join(role.split())
+    if not name or not role or len(name) > 200 or len(role) > 200 or len(minute or "") > 200:
+        _fail(click.get_current_context(), "--name and --role must be given, each under 200 "
+              "characters (and --minute too)", 2)
+    with svc.db.write() as session:
+        entry = svc.library(session).by_slug(slug)
+        if entry is None:
+            _fail(click.get_current_context(), _no_policy(svc, session, slug), 2)
+        version = library.newest_version(session, entry.id)
+        came = library.approve(session, version, name=name, role=role, on=on.date(),
+                               minute=minute, actor="command line", now=moment)
+        click.echo(f"recorded: {entry.title} {version.sha256[:12]} approved by {name}, {role}, "
+                   f"on {on:%-d %B %Y}"
+                   + ("; in force from now" if came else " (it was in force already)"))
+
+
+def _no_policy(svc, session, slug: str) -> str:
+    known = ", ".join(e.slug for e in svc.library(session).policies) or "none yet"
+    return f"no policy {slug!r} (the policies: {known})"
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))

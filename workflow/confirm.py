@@ -21,7 +21,8 @@ from wtforms.validators import DataRequired, Length
 
 from . import declines, events, library, mailer, policies, standing, tokens
 from .services import services
-from .models import Confirmation, Cycle, Link, Policy, PolicyVersion, Request, Setting, Staff
+from .models import (Approval, Confirmation, Cycle, Link, Policy, PolicyVersion, Request,
+                     Setting, Staff)
 
 bp = Blueprint("confirm", __name__)
 
@@ -59,14 +60,21 @@ _PAGE = (
     .join(Policy, Policy.id == Cycle.policy_id)
     .join(Setting, Setting.id == Policy.setting_id)
     .join(PolicyVersion, PolicyVersion.id == select(func.max(_current_version.id))
-          .where(_current_version.policy_id == Cycle.policy_id).scalar_subquery())
+          .where(_current_version.policy_id == Cycle.policy_id,
+                 _current_version.in_force_at.is_not(None))  # library.IN_FORCE, aliased
+          .scalar_subquery())
     .outerjoin(Confirmation, Confirmation.request_id == Request.id)
     .where(Link.token_sha256 == bindparam("digest"))
 )
 
 
-def _visit(token: str) -> tuple[Row, Markup]:
-    """The page's row for a live link, and the policy as HTML; 404 or Gone otherwise."""
+_APPROVALS = (select(Approval.name, Approval.role, Approval.approved_on)
+              .where(Approval.policy_version_id == bindparam("version")).order_by(Approval.id))
+
+
+def _visit(token: str) -> tuple[Row, Markup, str | None]:
+    """The page's row for a live link, the policy as HTML, and its approvals in words; 404 or
+    Gone otherwise."""
     if not tokens.well_formed(token):
         abort(404)
     svc = services()
@@ -83,7 +91,9 @@ def _visit(token: str) -> tuple[Row, Markup]:
         if row.revoked_at is not None:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
-        return row, policies.html(conn, row.version_id, row.sha256, row.title)
+        approved = library.approved_line(conn.execute(_APPROVALS, {"version": row.version_id})
+                                         .all())
+        return row, policies.html(conn, row.version_id, row.sha256, row.title), approved
 
 
 class DeclineForm(FlaskForm):
@@ -136,12 +146,12 @@ def _gone(exc: Gone):
 @bp.route("/c/<token>", methods=["GET", "HEAD", "POST"])
 def page(token: str):
     svc = services()
-    row, policy_html = _visit(token)
+    row, policy_html, approved = _visit(token)
     version = Version(row.version_id, row.sha256, row.statements)
     greeting = mailer.greeting_name(row)
     ctx = {"person": {"name": row.name, "greeting": greeting}, "policy": {"title": row.title},
            "version": version, "policy_html": policy_html, "unticked": [],
-           "reason_max": declines.REASON_MAX}
+           "reason_max": declines.REASON_MAX, "approved": approved}
     if row.confirmed_at is not None:
         # Not the office's note about a paper sign-off: that is for the evidence, not the person.
         # Nor the version's hash: it is evidence, and means nothing to the person.

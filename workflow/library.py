@@ -21,7 +21,7 @@ from . import config as config_mod
 from . import events
 from .calendar import Calendar
 from .config import Config, Schedule
-from .models import Closure, Policy, PolicyVersion, Setting
+from .models import Approval, Closure, Policy, PolicyVersion, Setting
 from .policies import setting_id as policies_setting_id
 from .policies import sha256
 
@@ -142,21 +142,70 @@ def cycle_year(setting_schedule: dict[str, Any] | None, own: dict[str, Any] | No
 _IN_USE = (select(Policy).where(Policy.state != "retired").order_by(Policy.position, Policy.id))
 
 
+# The version in force is the latest approved; a policy's first text is in force from when it was
+# loaded. The one home of that rule: the confirmation page's query asks IN_FORCE too.
+IN_FORCE = PolicyVersion.in_force_at.is_not(None)
+
+
 def current_version(session: Session, policy_id: int) -> PolicyVersion | None:
+    """The version in force: the text staff are shown and confirm."""
+    return session.scalars(select(PolicyVersion).where(PolicyVersion.policy_id == policy_id,
+                                                       IN_FORCE)
+                           .order_by(PolicyVersion.id.desc()).limit(1)).first()
+
+
+def newest_version(session: Session, policy_id: int) -> PolicyVersion | None:
+    """The newest version, proposed or in force: the one an approval is of."""
     return session.scalars(select(PolicyVersion).filter_by(policy_id=policy_id)
                            .order_by(PolicyVersion.id.desc()).limit(1)).first()
 
 
+def proposal(session: Session, policy_id: int) -> PolicyVersion | None:
+    """The version proposed after the one in force and not approved yet, if any."""
+    newest = newest_version(session, policy_id)
+    return newest if newest is not None and newest.in_force_at is None else None
+
+
 def add_version(session: Session, policy: Policy, text: str, statements: list[str],
-                now: dt.datetime) -> PolicyVersion | None:
-    """A new version of `policy` if its text or statements differ from the one in force."""
-    latest = current_version(session, policy.id)
-    if latest is not None and latest.sha256 == sha256(text) and latest.statements == statements:
+                now: dt.datetime, actor: str | None = None,
+                note: str | None = None) -> PolicyVersion | None:
+    """A new version of `policy` if its text or statements differ from its newest: in force at
+    once if it is the policy's first, else proposed until approved (approve)."""
+    newest = newest_version(session, policy.id)
+    if (newest is not None and newest.sha256 == sha256(text)
+            and list(newest.statements) == list(statements)):
         return None
     version = PolicyVersion(policy_id=policy.id, sha256=sha256(text), content=text,
-                            statements=list(statements), created_at=now)
+                            statements=list(statements), created_at=now, proposed_by=actor,
+                            note=note, in_force_at=None if newest is not None else now)
     session.add(version)
+    session.flush()
     return version
+
+
+def approve(session: Session, version: PolicyVersion, *, name: str, role: str,
+            on: dt.date, minute: str | None, actor: str, now: dt.datetime) -> bool:
+    """Record one approval of `version` (the newest: see newest_version); the first puts a
+    proposed version in force from `now`. Returns whether it came into force."""
+    session.add(Approval(policy_version_id=version.id, name=name, role=role, approved_on=on,
+                         minute=minute, recorded_by=actor, recorded_at=now))
+    came = version.in_force_at is None
+    if came:
+        version.in_force_at = now
+    slug = session.scalar(select(Policy.slug).where(Policy.id == version.policy_id))
+    events.record(session, "version_approved", now, actor=actor, policy=slug,
+                  version=version.sha256, name=name, role=role, on=on.isoformat(),
+                  minute=minute, in_force=came)
+    return came
+
+
+def approved_line(approvals: list[Approval]) -> str | None:
+    """The approvals in words, for the person's page and the evidence: "Approved by Jane Smith,
+    Chair of Governors, on 14 November 2026, and by …"; None when none is recorded."""
+    if not approvals:
+        return None
+    each = [f"{a.name}, {a.role}, on {a.approved_on:%-d %B %Y}" for a in approvals]
+    return "Approved by " + ", and by ".join(each) + "."
 
 
 def ensure_setting(session: Session, config: Config) -> Setting:

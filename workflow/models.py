@@ -153,13 +153,38 @@ class Closure(Base):
 
 
 class PolicyVersion(Base):
+    """A text of a policy, with its statements. A policy's first text is in force at once; a
+    later one is proposed, and reaches staff only once approved (its first Approval): the version
+    in force is the latest approved. See library.current_version."""
+
     __tablename__ = "policy_version"
     id: Mapped[int] = mapped_column(primary_key=True)
     policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))  # of the Markdown text, as stored
     content: Mapped[str] = mapped_column(Text)
     statements: Mapped[list[str]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime]  # proposed (or loaded) then
+    proposed_by: Mapped[str | None] = mapped_column(String(320))
+    note: Mapped[str | None] = mapped_column(Text)  # what changed, in the proposer's words
+    in_force_at: Mapped[dt.datetime | None]  # None: proposed, not approved yet
+    approvals: Mapped[list[Approval]] = relationship(order_by="Approval.id",
+                                                     back_populates="version")
+
+
+class Approval(Base):
+    """One approval of a policy version: by whom (name, role: Chair of Governors, Head Teacher…),
+    on which date, at which meeting (minute reference), as the office recorded it."""
+
+    __tablename__ = "approval"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(200))
+    approved_on: Mapped[dt.date] = mapped_column(Date)
+    minute: Mapped[str | None] = mapped_column(String(200))
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    recorded_at: Mapped[dt.datetime]
+    version: Mapped[PolicyVersion] = relationship(back_populates="approvals")
 
 
 class Cycle(Base):

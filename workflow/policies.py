@@ -53,6 +53,43 @@ def _render(text: str, title: str = "") -> Markup:
     return Markup(markdown.renderer.render(tokens, markdown.options, {}))
 
 
+# The files a policy's text may come from, by how their name ends.
+TEXT_FILES = (".md", ".markdown", ".txt")
+WORD_FILES = (".docx",)
+
+
+class UnreadableText(ValueError):
+    """A file that is not a policy's text; the message says why, for the person who gave it."""
+
+
+def text_of_file(name: str, raw: bytes) -> str:
+    """A policy's Markdown from a file: a Markdown or text file as it is (UTF-8), or a Word file
+    converted by mammoth, keeping its headings, lists, emphasis and links."""
+    lower = name.lower()
+    if lower.endswith(WORD_FILES):
+        import io
+
+        import mammoth  # only when a Word file comes: no command needs it otherwise
+
+        try:
+            text = mammoth.convert_to_markdown(io.BytesIO(raw)).value
+        except Exception as exc:  # noqa: BLE001 — a damaged or mislabelled file: say so, once
+            raise UnreadableText(f"{name} could not be read as a Word document "
+                                 f"({type(exc).__name__}). Save it again as .docx and retry.")
+    elif lower.endswith(TEXT_FILES):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UnreadableText(f"{name} is not UTF-8 text. Save it as UTF-8 (or paste its "
+                                 "text) and try again.") from None
+    else:
+        raise UnreadableText(f"{name}: give a Word (.docx), Markdown (.md) or text (.txt) file.")
+    text = text.replace("\r\n", "\n").replace("\x00", "").strip() + "\n"
+    if not text.strip():
+        raise UnreadableText(f"{name} has no text in it.")
+    return text
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -77,14 +77,15 @@ def cycle_rows(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) 
 
 
 def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
-    """The policy text a cycle asked about: the latest version loaded by the time it opened (its
-    nominal opening, or later when a first deployment opened it mid-year). Should none be that old
-    (a cycle opened by a back-dated `tick --at`), the first text loaded after it."""
+    """The policy text a cycle asked about: the latest version in force by the time it opened
+    (its nominal opening, or later when a first deployment opened it mid-year). Should none be
+    that old (a cycle opened by a back-dated `tick --at`), the first in force after it."""
     opened = max(cycle.opens_at, cycle.created_at)
-    of_policy = select(PolicyVersion).where(PolicyVersion.policy_id == cycle.policy_id)
-    before = (of_policy.where(PolicyVersion.created_at <= opened)
-              .order_by(PolicyVersion.created_at.desc(), PolicyVersion.id.desc()))
-    after = of_policy.order_by(PolicyVersion.created_at, PolicyVersion.id)
+    of_policy = select(PolicyVersion).where(PolicyVersion.policy_id == cycle.policy_id,
+                                            library.IN_FORCE)
+    before = (of_policy.where(PolicyVersion.in_force_at <= opened)
+              .order_by(PolicyVersion.in_force_at.desc(), PolicyVersion.id.desc()))
+    after = of_policy.order_by(PolicyVersion.in_force_at, PolicyVersion.id)
     return session.scalars(before.limit(1)).first() or session.scalars(after.limit(1)).first()
 
 

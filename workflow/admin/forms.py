@@ -121,7 +121,7 @@ class PolicyForm(FlaskForm):
     text = TextAreaField("The policy's text (Markdown)", [Optional(), Length(max=200_000)],
                          description="Headings start with #; a blank line starts a paragraph. "
                                      "Or upload the file below.")
-    upload = FileField("…or upload it as a Markdown or text file (.md, .txt)")
+    upload = FileField("…or upload it as a Word, Markdown or text file (.docx, .md, .txt)")
     statements = TextAreaField("Statements each person ticks, one a line",
                                [InputRequired("Give at least one statement to tick."),
                                 Length(max=5000)], filters=[_strip])
@@ -146,8 +146,34 @@ class PolicyForm(FlaskForm):
                                     choices=[SelectChoice("", "as the setting"),
                                              SelectChoice("yes", "yes"),
                                              SelectChoice("no", "no: any day")])
+    note = TextAreaField("What the new text changes (optional)", [Optional(), Length(max=1000)],
+                         filters=[_strip],
+                         description="Kept with the version, e.g. “§4: photos on personal "
+                                     "phones”. A new text is proposed: it reaches staff once "
+                                     "approved.")
     action = HiddenField()
     previewed = HiddenField()
+
+
+class ApprovalForm(FlaskForm):
+    """One approval of a policy version, as the governors' minutes record it."""
+
+    name = StringField("Approved by (name)", [DataRequired("Give the name of who approved it."),
+                                              Length(max=200)], filters=[_strip])
+    role = StringField("Their role", [DataRequired("Give their role, e.g. Chair of Governors."),
+                                      Length(max=200)], filters=[_strip],
+                       description="e.g. Chair of Governors, Head Teacher")
+    approved_on = DateField("Date approved", [InputRequired("Enter the date it was approved.")])
+    minute = StringField("Minute reference (optional)", [Optional(), Length(max=200)],
+                         filters=[_strip])
+
+    def __init__(self, *args, today=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+
+    def validate_approved_on(self, field):
+        if self.today is not None and field.data is not None and field.data > self.today:
+            raise ValidationError("The date approved cannot be in the future.")
 
 
 class StateForm(FlaskForm):

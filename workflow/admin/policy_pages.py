@@ -19,14 +19,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import config as config_mod
-from .. import events, library, roster, standing, timeline
+from .. import events, library, policies, roster, standing, timeline
 from ..errors import ConfigError
 from ..library import Library
 from ..policies import setting_id
-from ..models import POLICY_STATES, Closure, Cycle, Policy, Request, Staff, StaffGroup
+from ..models import (POLICY_STATES, Closure, Cycle, Policy, PolicyVersion, Request, Staff,
+                      StaffGroup)
 from ..services import Services, services
 from . import bp, now
-from .forms import ClosureForm, PolicyForm, RemoveForm, StateForm
+from .forms import ApprovalForm, ClosureForm, PolicyForm, RemoveForm, StateForm
 from .schedule import policy_in_words
 
 AHEAD = dt.timedelta(days=366)  # a preview looks a year ahead: every policy's next opening
@@ -48,6 +49,7 @@ class Draft:
     reminder_note: str | None
     audience: tuple[str, ...]
     overrides: dict
+    note: str | None = None  # what a new text changes, in the proposer's words
 
     def fingerprint(self) -> str:
         """What was previewed: saving needs the same."""
@@ -95,33 +97,65 @@ def _edit(policy_id: int | None):
             stored = session.get(Policy, policy_id)
             if stored is None or stored.setting_id != lib.setting_id:
                 abort(404)
-            version = library.current_version(session, policy_id)
+            # The box shows the newest text: a proposal waiting for approval, if there is one.
+            version = library.newest_version(session, policy_id)
         groups = _known_groups(session)
         if request.method != "POST":
             form = PolicyForm(formdata=None)
             if stored is not None:
                 _fill(form, stored, version)
-            return _form_page(form, stored, lib, groups)
+            return _form_page(form, stored, lib, groups, versions=_versions(session, stored))
         form = PolicyForm()
+        versions = _versions(session, stored)
         draft = _draft(form, lib) if form.validate() else None
         if draft is None:
             return _form_page(form, stored, lib, groups, problem="Nothing was saved: please fix "
-                              "the problems shown below."), 400
+                              "the problems shown below.", versions=versions), 400
         preview = _policy_preview(svc, session, lib, stored, draft, moment, groups)
+        if stored is not None and _new_text(version, draft):
+            preview.notes.insert(0, "The new text is proposed, not sent: staff keep reading "
+                                    "the text in force until it is approved (record the "
+                                    "approval on this page once it is saved).")
         if form.action.data != "save" or form.previewed.data != draft.fingerprint():
             form.previewed.data = draft.fingerprint()
-            return _form_page(form, stored, lib, groups, preview=preview)
+            return _form_page(form, stored, lib, groups, preview=preview, versions=versions)
     with svc.db.write() as session:
-        saved = _save(session, lib, policy_id, draft, moment)
-    flash(f"Saved the {draft.title}. {_done(preview.headline)}", "ok")
+        saved, proposed = _save(session, lib, policy_id, draft, moment)
+    flash(f"Saved the {draft.title}. {_done(preview.headline)}"
+          + (" Its new text is proposed: it reaches staff once approved." if proposed else ""),
+          "ok")
     return redirect(url_for("admin.policy_edit", policy_id=saved), code=303)
 
 
+def _new_text(version, draft: Draft) -> bool:
+    return version is None or version.sha256 != policies.sha256(draft.text) or \
+        list(version.statements) != list(draft.statements)
+
+
+def _versions(session: Session, policy: Policy | None) -> list:
+    """The policy's versions, newest first, each with its approvals and what it is now."""
+    if policy is None:
+        return []
+    found = list(session.scalars(select(PolicyVersion).where(PolicyVersion.policy_id == policy.id)
+                                 .order_by(PolicyVersion.id.desc())))
+    in_force = next((v for v in found if v.in_force_at is not None), None)
+    out = []
+    for v in found:
+        _ = v.approvals
+        state = ("in force" if v is in_force else "proposed: waiting for approval"
+                 if v is found[0] and v.in_force_at is None else "superseded"
+                 if v.in_force_at is not None else "never approved")
+        out.append((v, state))
+    return out
+
+
 def _form_page(form: PolicyForm, stored: Policy | None, lib: Library, groups: list[str],
-               preview=None, problem: str | None = None):
+               preview=None, problem: str | None = None, versions: list | None = None,
+               approval: ApprovalForm | None = None):
     return render_template("admin/policy_form.html", active="policies", form=form,
                            policy=stored, preview=preview, problem=problem, groups=groups,
-                           base=lib.calendar.schedule)
+                           base=lib.calendar.schedule, versions=versions or [],
+                           approval=approval or ApprovalForm(formdata=None), tz=lib.tz)
 
 
 def _fill(form: PolicyForm, policy: Policy, version) -> None:
@@ -148,18 +182,14 @@ def _draft(form: PolicyForm, lib: Library) -> Draft | None:
     upload = form.upload.data
     if upload is not None and getattr(upload, "filename", ""):
         raw = upload.read(UPLOAD_MAX + 1)
-        name = upload.filename.lower()
-        if not name.endswith((".md", ".markdown", ".txt")):
-            form.upload.errors.append("Upload a Markdown or text file (.md or .txt).")
-        elif len(raw) > UPLOAD_MAX:
+        if len(raw) > UPLOAD_MAX:
             form.upload.errors.append("That file is over 500 KB: is it the policy's text?")
         else:
             try:
-                text = raw.decode("utf-8-sig")
+                text = policies.text_of_file(upload.filename, raw)
                 form.text.data = text  # shown in the box, so the save carries it
-            except UnicodeDecodeError:
-                form.upload.errors.append("That file is not UTF-8 text. Save it as UTF-8 (or "
-                                          "paste its text into the box) and try again.")
+            except policies.UnreadableText as exc:
+                form.upload.errors.append(str(exc))
     text = text.replace("\r\n", "\n").replace("\x00", "")
     if not text.strip() and not form.upload.errors:
         form.text.errors.append("Give the policy's text: type it in the box or upload a file.")
@@ -178,7 +208,7 @@ def _draft(form: PolicyForm, lib: Library) -> Draft | None:
         return None
     return Draft(title=roster.clean_text(form.title.data), text=text, statements=statements,
                  reminder_note=form.reminder_note.data or None, audience=audience,
-                 overrides=overrides)
+                 overrides=overrides, note=form.note.data or None)
 
 
 def _overrides(form: PolicyForm, lib: Library) -> dict:
@@ -235,13 +265,14 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
         policy.audience = draft.audience
         session.add(policy)
         session.flush()
-        version = library.add_version(session, policy, draft.text, list(draft.statements), moment)
+        version = library.add_version(session, policy, draft.text, list(draft.statements), moment,
+                                      actor=actor, note=draft.note)
         events.record(session, "policy_added", moment, actor=actor, policy=policy.slug,
                       title=policy.title, audience=list(draft.audience), schedule=draft.overrides,
                       version=version.sha256)
-        return policy.id
+        return policy.id, False
     policy = session.get(Policy, policy_id)
-    before = library.current_version(session, policy_id)
+    before = library.newest_version(session, policy_id)
     changes = {}
     for attr, value in (("title", draft.title), ("reminder_note", draft.reminder_note),
                         ("audience", draft.audience), ("schedule", draft.overrides)):
@@ -250,17 +281,45 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
                                                           else value):
             changes[attr] = [roster.logged(old), roster.logged(value)]
             setattr(policy, attr, value)
-    version = library.add_version(session, policy, draft.text, list(draft.statements), moment)
+    version = library.add_version(session, policy, draft.text, list(draft.statements), moment,
+                                  actor=actor, note=draft.note)
     if version is not None:
-        session.flush()
-        changes["version"] = [before.sha256 if before else None, version.sha256]
+        changes["proposed"] = [before.sha256 if before else None, version.sha256]
         if before is None or list(before.statements) != list(draft.statements):
             changes["statements"] = [list(before.statements) if before else None,
                                      list(draft.statements)]
     if changes:
         events.record(session, "policy_changed", moment, actor=actor, policy=policy.slug,
                       changes=changes)
-    return policy.id
+    return policy.id, version is not None
+
+
+@bp.route("/policies/<id:policy_id>/approve", methods=["POST"])
+def policy_approve(policy_id: int):
+    """Record one approval of the policy's newest version; the first puts a proposal in force."""
+    svc = services()
+    moment = now()
+    form = ApprovalForm(today=moment.astimezone(svc.tz).date())
+    with svc.db.write() as session:
+        lib = svc.library(session)
+        policy = session.get(Policy, policy_id)
+        if policy is None or policy.setting_id != lib.setting_id:
+            abort(404)
+        version = library.newest_version(session, policy_id)
+        if not form.validate() or version is None:
+            page = PolicyForm(formdata=None)
+            _fill(page, policy, version)
+            return _form_page(page, policy, lib, _known_groups(session),
+                              problem="No approval was recorded: please fix the problems shown "
+                                      "below.", versions=_versions(session, policy),
+                              approval=form), 400
+        came = library.approve(session, version, name=form.name.data, role=form.role.data,
+                               on=form.approved_on.data, minute=form.minute.data or None,
+                               actor=current_user.email, now=moment)
+        title, short = policy.title, version.sha256[:12]
+    flash(f"Recorded the approval of the {title} ({short})."
+          + (" This text is now in force: staff are shown it from now on." if came else ""), "ok")
+    return redirect(url_for("admin.policy_edit", policy_id=policy_id), code=303)
 
 
 # --- pause, resume, retire ---------------------------------------------------------------------

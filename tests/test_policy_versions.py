@@ -1,0 +1,176 @@
+"""A policy's versions, on both databases: a new text (typed in the console, or a Markdown or Word
+file given to `signoff policy version`) is proposed, and reaches staff only once approved; each
+approval is recorded with name, role, date and minute reference (`signoff policy approve`, or the
+console), and the staff page says who approved the text they read. Confirmations record the
+version in force when they were made."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import urlsplit
+
+import time_machine
+
+from admin_helpers import admin, app, clock, console, post, save_policy  # noqa: F401
+from admin_helpers import policy_fields
+from conftest import at, link_in
+from helpers import confirm_by_page, flat
+
+NEW_TEXT = """# Use of Social Media Policy
+
+## Photographs
+
+Never take photographs of children on a personal phone.
+"""
+
+
+def _page(config, link: str, when: str = "2026-09-02 10:00") -> str:
+    from workflow import config as config_mod
+    from workflow.app import create_app
+
+    web = create_app(config_mod.load(config))
+    try:
+        with time_machine.travel(at(when), tick=False):
+            page = web.test_client().get(urlsplit(link).path)
+        assert page.status_code == 200
+        return page.get_data(as_text=True)
+    finally:
+        web.extensions["signoff"].db.dispose()
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_new_text_reaches_staff_only_once_the_governors_approve_it(setup, cli, smtp, tmp_path):
+    config = setup()
+    _ok(cli("tick", "--at", at("2026-09-01 08:00").isoformat(), config=config))
+    link = link_in(smtp.inbox.to("amira@example.org")[0])
+    before = _page(config, link)
+    assert "personal phone" not in before and "Approved by" not in before
+    (tmp_path / "new.md").write_text(NEW_TEXT)
+    said = _ok(cli("policy", "version", "social-media", str(tmp_path / "new.md"), "--note",
+                   "New section on photographs", config=config))
+    assert "proposed" in said and "once approved" in said
+    # Proposed, not in force: the page and the report still have the text in force.
+    assert "personal phone" not in _page(config, link)
+    listed = _ok(cli("policy", "list", config=config))
+    assert "in force:" in listed and "no approval recorded" in listed
+    assert "proposed:" in listed and "waiting for approval" in listed
+
+    said = _ok(cli("policy", "approve", "social-media", "--name", "Jane Smith", "--role",
+                   "Chair of Governors", "--date", "2026-08-28", "--minute", "12/3",
+                   config=config))
+    assert "in force from now" in said
+    page = _page(config, link)
+    assert "Never take photographs of children on a personal phone." in page
+    assert "Approved by Jane Smith, Chair of Governors, on 28 August 2026." in page
+    said = _ok(cli("policy", "approve", "social-media", "--name", "Sam Patel", "--role",
+                   "Head Teacher", "--date", "2026-08-29", config=config))
+    assert "in force already" in said
+    assert ("Approved by Jane Smith, Chair of Governors, on 28 August 2026, and by Sam Patel, "
+            "Head Teacher, on 29 August 2026.") in _page(config, link)
+    listed = _ok(cli("policy", "list", config=config))
+    assert "proposed:" not in listed and "Jane Smith" in listed
+
+    # Her confirmation records the approved text; the report says which.
+    confirm_by_page(config, link, at("2026-09-02 10:05"))
+    from workflow.policies import sha256
+
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(_ok(cli(
+        "report", "--format", "csv", "--at", at("2026-09-02 11:00").isoformat(),
+        config=config))))}
+    assert rows["amira@example.org"]["version"] == sha256(NEW_TEXT)
+    assert rows["ben@example.org"]["version"] == sha256(NEW_TEXT)  # what his link shows now
+
+
+def test_bad_versions_and_approvals_are_refused_with_a_clear_line(setup, cli, tmp_path):
+    config = setup()
+    (tmp_path / "new.md").write_text(NEW_TEXT)
+    (tmp_path / "policy.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9".encode("latin-1"))
+    for args, says in (
+            (("version", "nope", str(tmp_path / "new.md")), "no policy 'nope'"),
+            (("version", "social-media", str(tmp_path / "missing.md")), "cannot read it"),
+            (("version", "social-media", str(tmp_path / "policy.pdf")),
+             "give a Word (.docx), Markdown (.md) or text (.txt) file"),
+            (("version", "social-media", str(tmp_path / "latin1.txt")), "is not UTF-8 text"),
+            (("approve", "social-media", "--name", "J", "--role", "Chair", "--date",
+              "2099-01-01"), "is in the future"),
+            (("approve", "social-media", "--name", "J", "--role", "Chair", "--date",
+              "28/08/2026"), "28/08/2026"),
+            (("approve", "social-media", "--name", " ", "--role", "Chair", "--date",
+              "2026-08-28"), "--name and --role must be given")):
+        result = cli("policy", *args, config=config)
+        assert result.exit_code == 2, (args, result.output)
+        assert says in result.output and "Traceback" not in result.output, result.output
+    # The text in force again is nothing to propose, and not an error.
+    said = _ok(cli("policy", "version", "social-media", str(config.parent / "policy.md"),
+                   config=config))
+    assert "nothing to propose" in said
+
+
+def test_a_word_document_becomes_the_text_keeping_its_headings_lists_and_emphasis(
+        setup, cli, smtp, tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Use of Social Media Policy", 1)
+    document.add_heading("Privacy", 2)
+    paragraph = document.add_paragraph("Keep your settings ")
+    paragraph.add_run("high").italic = True
+    paragraph.add_run(", always.")
+    document.add_paragraph("Do not accept parents as friends.", style="List Bullet")
+    document.add_paragraph("Do not post photographs of children.", style="List Bullet")
+    document.save(tmp_path / "policy.docx")
+
+    config = setup()
+    _ok(cli("tick", "--at", at("2026-09-01 08:00").isoformat(), config=config))
+    _ok(cli("policy", "version", "social-media", str(tmp_path / "policy.docx"), config=config))
+    _ok(cli("policy", "approve", "social-media", "--name", "Jane Smith", "--role",
+            "Chair of Governors", "--date", "2026-08-28", config=config))
+    page = _page(config, link_in(smtp.inbox.to("amira@example.org")[0]))
+    assert "<h3>Privacy</h3>" in page  # under the page's <h1>, the title, headings move down
+    assert "Keep your settings <em>high</em>, always." in page
+    assert "<li>Do not accept parents as friends.</li>" in page
+    assert "<li>Do not post photographs of children.</li>" in page
+
+
+def test_the_console_proposes_a_new_text_and_records_its_approval(admin, app, cli, console, smtp):
+    from sqlalchemy import select
+
+    from workflow.models import Event, Policy
+
+    with app.extensions["signoff"].db.read() as session:
+        policy_id = session.scalar(select(Policy.id).where(Policy.slug == "social-media"))
+    fields = {**policy_fields(admin, policy_id), "text": NEW_TEXT,
+              "note": "New section on photographs"}
+    preview, saved = save_policy(admin, f"/admin/policies/{policy_id}", fields)
+    assert "The new text is proposed, not sent" in flat(preview.get_data(as_text=True))
+    assert saved.status_code == 303
+    page = flat(admin.get(saved.headers["Location"]).get_data(as_text=True))
+    assert "Its new text is proposed: it reaches staff once approved." in page
+    assert "proposed: waiting for approval" in page and "New section on photographs" in page
+    link = link_in(smtp.inbox.to("amira@example.org")[0])
+    assert "personal phone" not in _page(console, link)
+
+    url = f"/admin/policies/{policy_id}/approve"
+    refused = post(admin, url, {"name": "", "role": "Chair of Governors",
+                                "approved_on": "2026-09-03"})
+    assert refused.status_code == 400
+    text = flat(refused.get_data(as_text=True))
+    assert "Give the name of who approved it." in text
+    assert "The date approved cannot be in the future." in text
+    done = post(admin, url, {"name": "Jane Smith", "role": "Chair of Governors",
+                             "approved_on": "2026-09-01", "minute": "12/3"})
+    assert done.status_code == 303
+    page = flat(admin.get(done.headers["Location"]).get_data(as_text=True))
+    assert "This text is now in force" in page and "in force" in page
+    assert "Jane Smith, Chair of Governors, 1 September 2026 (minute 12/3)" in page
+    assert "Approved by Jane Smith, Chair of Governors, on 1 September 2026." in _page(
+        console, link)
+    with app.extensions["signoff"].db.read() as session:
+        approved = session.scalars(select(Event).where(Event.kind == "version_approved")).one()
+    assert approved.actor == "office@example.org" and approved.detail["in_force"] is True
