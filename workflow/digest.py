@@ -44,7 +44,8 @@ def overdue_people(lib: Library, session: Session, now: dt.datetime) -> list[Ove
         .outerjoin(sent, sent.c.request_id == Request.id)
         .outerjoin(latest, latest.c.request_id == Request.id)
         .where(standing.status_in(now, "overdue"))
-        .order_by(None).order_by(standing.overdue_from(), func.lower(Staff.name), Staff.email))
+        .order_by(None).order_by(standing.overdue_from(), func.lower(Staff.name), Staff.email,
+                                 Policy.position, Policy.id))  # a person's in the console's order
     cal = lib.calendar
     return [Overdue(rid, name, role or "", email, title, planner.due_date_before(overdue, cal),
                     planner.days_past(overdue, cal, now), count, sends.problem(status, error))
