@@ -342,14 +342,15 @@ def policy_export(ctx: Context) -> None:
 @pass_ctx
 def policy_list(ctx: Context) -> None:
     """Each policy: its slug, title, state, the version in force (short hash) and its approvals,
-    and a newer version waiting for approval."""
-    from . import library
+    a newer version waiting for approval, and the next review date."""
+    from . import library, reviews
 
     svc = ctx.ready()
     with svc.db.read() as session:
         lib = svc.library(session)
         if not lib.policies:
             click.echo("no policies yet: `signoff init` takes them from the config")
+        review_of = {r.policy_id: r for r in reviews.reviews(session, lib)}
         for entry in lib.policies:
             in_force = library.current_version(session, entry.id)
             waiting = library.proposal(session, entry.id)
@@ -362,6 +363,9 @@ def policy_list(ctx: Context) -> None:
                 click.echo(f"  proposed: {waiting.sha256[:12]} on "
                            f"{waiting.created_at.astimezone(svc.tz):%Y-%m-%d}, waiting for "
                            f"approval (signoff policy approve {entry.slug} …)")
+            if entry.id in review_of:
+                review = review_of[entry.id]
+                click.echo(f"  next review: {review.due:%Y-%m-%d} ({review.why})")
 
 
 @policy.command("version")

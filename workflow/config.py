@@ -97,6 +97,7 @@ class Policy:
     reminder_note: str | None  # one more thing the reminder asks, e.g. "check your privacy settings"
     audience: tuple[str, ...] = ()  # roster groups; empty: everyone
     schedule: dict[str, Any] = field(default_factory=dict)  # its own [schedule] keys, as written
+    review_every_months: int = 12  # its review is due this long after its latest approval
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,8 @@ def schedule_values(schedule: Schedule) -> dict[str, Any]:
 
 
 POLICY_KEYS = {"slug", "title", "file", "text", "statements", "reminder_note", "audience",
-               "schedule"}
+               "schedule", "review_every_months"}
+REVIEW_MONTHS = (1, 60)  # review_every_months: at least monthly, at most every five years
 AUDIENCE_MAX = 100  # characters in a group's name, as the roster's
 
 
@@ -376,11 +378,15 @@ def _policy(path: Path, table: str, item: dict[str, Any], base: Schedule) -> Pol
         p.fail("audience", f"expected a list of roster group names, got {audience!r}")
     overrides = p.get("schedule", dict, {})
     parse_schedule(overrides, path, f"{table} schedule", base)  # checked; stored as written
+    months = p.get("review_every_months", int, 12)
+    if not REVIEW_MONTHS[0] <= months <= REVIEW_MONTHS[1]:
+        p.fail("review_every_months", f"expected a number of months from {REVIEW_MONTHS[0]} to "
+                                      f"{REVIEW_MONTHS[1]}, got {months}")
     return Policy(slug=slug, title=p.text("title"), file=file, text=text,
                   statements=tuple(x.strip() for x in statements),
                   reminder_note=p.text("reminder_note", "") or None,
                   audience=tuple(dict.fromkeys(g.strip() for g in audience)),
-                  schedule=dict(overrides))
+                  schedule=dict(overrides), review_every_months=months)
 
 
 def _closure(path: Path, index: int, item: Any) -> Closure:

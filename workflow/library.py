@@ -167,17 +167,18 @@ def proposal(session: Session, policy_id: int) -> PolicyVersion | None:
 
 
 def add_version(session: Session, policy: Policy, text: str, statements: list[str],
-                now: dt.datetime, actor: str | None = None,
-                note: str | None = None) -> PolicyVersion | None:
+                now: dt.datetime, actor: str | None = None, note: str | None = None,
+                in_force: bool = False) -> PolicyVersion | None:
     """A new version of `policy` if its text or statements differ from its newest: in force at
-    once if it is the policy's first, else proposed until approved (approve)."""
+    once if it is the policy's first (or `in_force`: the config's text, taken in by the first
+    `init`), else proposed until approved (approve)."""
     newest = newest_version(session, policy.id)
     if (newest is not None and newest.sha256 == sha256(text)
             and list(newest.statements) == list(statements)):
         return None
     version = PolicyVersion(policy_id=policy.id, sha256=sha256(text), content=text,
                             statements=list(statements), created_at=now, proposed_by=actor,
-                            note=note, in_force_at=None if newest is not None else now)
+                            note=note, in_force_at=now if in_force or newest is None else None)
     session.add(version)
     session.flush()
     return version
@@ -192,7 +193,10 @@ def approve(session: Session, version: PolicyVersion, *, name: str, role: str,
     came = version.in_force_at is None
     if came:
         version.in_force_at = now
-    slug = session.scalar(select(Policy.slug).where(Policy.id == version.policy_id))
+    policy = session.get(Policy, version.policy_id)
+    # Approved (again, or a new text): its next review counts from this approval.
+    policy.review_on = policy.review_reason = policy.review_set_by = None
+    slug = policy.slug
     events.record(session, "version_approved", now, actor=actor, policy=slug,
                   version=version.sha256, name=name, role=role, on=on.isoformat(),
                   minute=minute, in_force=came)
@@ -244,8 +248,9 @@ def seed(session: Session, config: Config, now: dt.datetime) -> bool:
         policy.title, policy.schedule, policy.reminder_note = (item.title, dict(item.schedule),
                                                                item.reminder_note)
         policy.audience, policy.state, policy.position = item.audience, "active", position
+        policy.review_every_months = item.review_every_months
         session.flush()
-        add_version(session, policy, item.text, list(item.statements), now)
+        add_version(session, policy, item.text, list(item.statements), now, in_force=True)
     for policy in known.values():  # dropped from the config before: left alone then, retired now
         policy.state = "retired"
     events.record(session, "library_seeded", now, source=str(config.path),
@@ -279,7 +284,7 @@ def tables(session: Session, setting_id: int | None) -> dict[str, Any]:
         version = current_version(session, policy.id)
         found.append(_policy_table(policy.slug, policy.title, list(version.statements),
                                    policy.reminder_note, policy.audience, policy.schedule,
-                                   version.content))
+                                   version.content, policy.review_every_months))
     return {"schedule": dict(setting.schedule), "closure": closures, "policy": found}
 
 
@@ -289,15 +294,19 @@ def tables_of_config(config: Config) -> dict[str, Any]:
             "closure": [{"name": c.name, "from": c.first, "to": c.last}
                         for c in sorted(config.closures, key=lambda c: c.first)],
             "policy": [_policy_table(p.slug, p.title, list(p.statements), p.reminder_note,
-                                     p.audience, p.schedule, p.text) for p in config.policies]}
+                                     p.audience, p.schedule, p.text, p.review_every_months)
+                       for p in config.policies]}
 
 
-def _policy_table(slug, title, statements, note, audience, schedule, text) -> dict[str, Any]:
+def _policy_table(slug, title, statements, note, audience, schedule, text,
+                  review_every_months) -> dict[str, Any]:
     table: dict[str, Any] = {"slug": slug, "title": title, "statements": statements}
     if note:
         table["reminder_note"] = note
     if audience:
         table["audience"] = list(audience)
+    if review_every_months != 12:
+        table["review_every_months"] = review_every_months
     table["text"] = text
     if schedule:
         table["schedule"] = dict(schedule)

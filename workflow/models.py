@@ -117,6 +117,13 @@ class Policy(Base):
     reminder_note: Mapped[str | None] = mapped_column(Text)  # one more thing its reminder asks
     state: Mapped[str] = mapped_column(String(10), default="active")
     position: Mapped[int] = mapped_column(Integer, default=0)  # the order pages list policies in
+    # Its review: due review_every_months after the latest approval of the text in force, unless
+    # set by hand or brought forward by an early review (review_on, with why and by whom); a new
+    # approval clears that. See reviews.py.
+    review_every_months: Mapped[int] = mapped_column(Integer, default=12)
+    review_on: Mapped[dt.date | None] = mapped_column(Date)
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    review_set_by: Mapped[str | None] = mapped_column(String(320))
     audience_rows: Mapped[list[PolicyAudience]] = relationship(
         cascade="all, delete-orphan", order_by="PolicyAudience.id", lazy="selectin")
 
@@ -311,7 +318,8 @@ class Outbox(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # reminder | followup | digest | alert | declined
+    # reminder | followup | digest | alert | declined | review
+    kind: Mapped[str] = mapped_column(String(20))
     stage: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("request.id"), index=True)
     # Whom a reminder or follow-up goes to: the send loop bundles by it (see outbox.claim).

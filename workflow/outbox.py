@@ -45,7 +45,7 @@ PERSONAL = ("reminder", "followup")  # the kinds that carry a person's link
 
 # Why a claimed message is not sent after all.
 UNWANTED = "unwanted"  # confirmed, exempt, or last year's cycle; a digest with nobody overdue;
-# a decline resolved before the head teacher's email about it went
+# a decline resolved, or a review approved or moved, before the head teacher's email went
 INACTIVE = "inactive"  # the person was made inactive while it was queued
 
 
@@ -438,11 +438,13 @@ class Sender:
                     return Composed(cancelled=[(job.items[0], UNWANTED)])
                 return Composed(mailer.make_message(job.kind, job.to_name, job.to_email, ctx),
                                 named=[p.request_id for p in ctx["overdue"]])
-            if job.kind == "declined":
-                from . import declines  # which queues these, with enqueue() from here
+            if job.kind in ("declined", "review"):
+                from . import declines, reviews  # which queue these, with enqueue() from here
 
-                ctx = declines.email_context(self.svc, session, job.payload["decline_id"])
-                if ctx is None:  # resolved before it went: nothing to decide any more
+                ctx = (declines.email_context(self.svc, session, job.payload["decline_id"])
+                       if job.kind == "declined"
+                       else reviews.email_context(self.svc, session, job.payload))
+                if ctx is None:  # resolved or moved before it went: nothing to tell any more
                     return Composed(cancelled=[(job.items[0], UNWANTED)])
                 return Composed(mailer.make_message(job.kind, job.to_name, job.to_email, ctx))
         return Composed(mailer.make_message(job.kind, job.to_name, job.to_email,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, literal, select, update
 
-from . import digest, events, library, outbox, pacing, planner, roster, standing
+from . import digest, events, library, outbox, pacing, planner, reviews, roster, standing
 from .models import Cycle, Request, Staff, TickRun, UTCDateTime
 from .services import Services
 
@@ -84,6 +84,7 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
         svc.db.refresh_statistics("request", "outbox")
     with svc.db.write() as session:
         result.digest_queued = _queue_digest(svc, session, lib, now)
+        reviews.queue(svc, session, lib, now)  # the head teacher's reminders of policy reviews
     if pacing.limited(mail.max_per_minute, mail.max_per_day):
         with svc.db.read() as session:
             count, line = outbox.waiting(svc, session, now)

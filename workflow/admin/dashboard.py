@@ -8,7 +8,7 @@ import datetime as dt
 from flask import render_template
 from sqlalchemy import func, select
 
-from .. import outbox, timeline
+from .. import outbox, reviews, timeline
 from ..services import services
 from ..models import Cycle, Decline, Outbox, Policy, Request, Staff, TickRun
 from ..standing import counted_overviews, tallies_and_states
@@ -54,6 +54,8 @@ def dashboard():
         declined = list(session.execute(waiting_decision.order_by(Decline.declined_at)
                                         .limit(RECENT_FAILURES)))
         declined_count = session.scalar(waiting_decision.with_only_columns(func.count())) or 0
+        reviews_due = reviews.coming(reviews.reviews(session, lib),
+                                     lib.calendar.local_date(moment))
         last_tick = session.scalars(select(TickRun).order_by(TickRun.started_at.desc())
                                     .limit(1)).first()
         failed = (Outbox.status.in_(("failed", "retrying")), outbox.of_setting(lib.setting_id))
@@ -74,4 +76,5 @@ def dashboard():
                            titles=titles,
                            failure_count=failure_count, tz=tz, waiting=waiting,
                            next_held=next_held, declined=declined,
-                           declined_count=declined_count)
+                           declined_count=declined_count, reviews_due=reviews_due,
+                           today=lib.calendar.local_date(moment))

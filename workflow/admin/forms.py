@@ -146,6 +146,10 @@ class PolicyForm(FlaskForm):
                                     choices=[SelectChoice("", "as the setting"),
                                              SelectChoice("yes", "yes"),
                                              SelectChoice("no", "no: any day")])
+    review_every_months = StringField("Review every (months)", [Optional(), Length(max=2)],
+                                      filters=[_strip],
+                                      description="Counted from its latest approval; left "
+                                                  "empty, 12.")
     note = TextAreaField("What the new text changes (optional)", [Optional(), Length(max=1000)],
                          filters=[_strip],
                          description="Kept with the version, e.g. “§4: photos on personal "
@@ -153,6 +157,16 @@ class PolicyForm(FlaskForm):
                                      "approved.")
     action = HiddenField()
     previewed = HiddenField()
+
+
+class ReviewForm(FlaskForm):
+    """An early review (an incident, a change in technology), or a review date set by hand."""
+
+    on = DateField("Review date", [InputRequired("Enter the date of the review.")],
+                   description="Today, for an early review.")
+    reason = TextAreaField("Why", [DataRequired("Say why, e.g. an incident or a change in "
+                                                "technology: it is kept with the record."),
+                                   _SHORT_REASON], filters=[_strip])
 
 
 class ApprovalForm(FlaskForm):

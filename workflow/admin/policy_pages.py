@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import config as config_mod
-from .. import events, library, policies, roster, standing, timeline
+from .. import events, library, policies, reviews, roster, standing, timeline
 from ..errors import ConfigError
 from ..library import Library
 from ..policies import setting_id
@@ -27,7 +27,7 @@ from ..models import (POLICY_STATES, Closure, Cycle, Policy, PolicyVersion, Requ
                       StaffGroup)
 from ..services import Services, services
 from . import bp, now
-from .forms import ApprovalForm, ClosureForm, PolicyForm, RemoveForm, StateForm
+from .forms import ApprovalForm, ClosureForm, PolicyForm, RemoveForm, ReviewForm, StateForm
 from .schedule import policy_in_words
 
 AHEAD = dt.timedelta(days=366)  # a preview looks a year ahead: every policy's next opening
@@ -50,6 +50,7 @@ class Draft:
     audience: tuple[str, ...]
     overrides: dict
     note: str | None = None  # what a new text changes, in the proposer's words
+    review_every_months: int = 12
 
     def fingerprint(self) -> str:
         """What was previewed: saving needs the same."""
@@ -104,13 +105,15 @@ def _edit(policy_id: int | None):
             form = PolicyForm(formdata=None)
             if stored is not None:
                 _fill(form, stored, version)
-            return _form_page(form, stored, lib, groups, versions=_versions(session, stored))
+            return _form_page(form, stored, lib, groups, versions=_versions(session, stored),
+                              session=session)
         form = PolicyForm()
         versions = _versions(session, stored)
         draft = _draft(form, lib) if form.validate() else None
         if draft is None:
             return _form_page(form, stored, lib, groups, problem="Nothing was saved: please fix "
-                              "the problems shown below.", versions=versions), 400
+                              "the problems shown below.", versions=versions,
+                              session=session), 400
         preview = _policy_preview(svc, session, lib, stored, draft, moment, groups)
         if stored is not None and _new_text(version, draft):
             preview.notes.insert(0, "The new text is proposed, not sent: staff keep reading "
@@ -118,13 +121,40 @@ def _edit(policy_id: int | None):
                                     "approval on this page once it is saved).")
         if form.action.data != "save" or form.previewed.data != draft.fingerprint():
             form.previewed.data = draft.fingerprint()
-            return _form_page(form, stored, lib, groups, preview=preview, versions=versions)
+            return _form_page(form, stored, lib, groups, preview=preview, versions=versions,
+                              session=session)
     with svc.db.write() as session:
         saved, proposed = _save(session, lib, policy_id, draft, moment)
     flash(f"Saved the {draft.title}. {_done(preview.headline)}"
           + (" Its new text is proposed: it reaches staff once approved." if proposed else ""),
           "ok")
     return redirect(url_for("admin.policy_edit", policy_id=saved), code=303)
+
+
+@bp.route("/policies/<id:policy_id>/review", methods=["POST"])
+def policy_review(policy_id: int):
+    """Start an early review (its date today) or set the review date by hand, saying why."""
+    svc = services()
+    moment = now()
+    form = ReviewForm()
+    with svc.db.write() as session:
+        lib = svc.library(session)
+        policy = session.get(Policy, policy_id)
+        if policy is None or policy.setting_id != lib.setting_id:
+            abort(404)
+        if not form.validate():
+            page = PolicyForm(formdata=None)
+            _fill(page, policy, library.newest_version(session, policy_id))
+            return _form_page(page, policy, lib, _known_groups(session),
+                              problem="The review date was not changed: please fix the problems "
+                                      "shown below.", versions=_versions(session, policy),
+                              session=session, review_form=form), 400
+        reviews.set_review(session, policy, on=form.on.data, reason=form.reason.data,
+                           actor=current_user.email, now=moment)
+        title = policy.title
+    flash(f"The {title}'s review is now due on {form.on.data:%A %-d %B %Y}. It ends with the "
+          "governors' approval, recorded on this page.", "ok")
+    return redirect(url_for("admin.policy_edit", policy_id=policy_id) + "#review", code=303)
 
 
 def _new_text(version, draft: Draft) -> bool:
@@ -151,11 +181,16 @@ def _versions(session: Session, policy: Policy | None) -> list:
 
 def _form_page(form: PolicyForm, stored: Policy | None, lib: Library, groups: list[str],
                preview=None, problem: str | None = None, versions: list | None = None,
-               approval: ApprovalForm | None = None):
+               approval: ApprovalForm | None = None, session: Session | None = None,
+               review_form: ReviewForm | None = None):
+    review = next((r for r in reviews.reviews(session, lib) if r.policy_id == stored.id),
+                  None) if stored is not None and session is not None else None
     return render_template("admin/policy_form.html", active="policies", form=form,
                            policy=stored, preview=preview, problem=problem, groups=groups,
                            base=lib.calendar.schedule, versions=versions or [],
-                           approval=approval or ApprovalForm(formdata=None), tz=lib.tz)
+                           approval=approval or ApprovalForm(formdata=None), tz=lib.tz,
+                           review=review, review_form=review_form or ReviewForm(
+                               formdata=None, data={"on": lib.calendar.local_date(now())}))
 
 
 def _fill(form: PolicyForm, policy: Policy, version) -> None:
@@ -163,6 +198,7 @@ def _fill(form: PolicyForm, policy: Policy, version) -> None:
     form.text.data = version.content if version else ""
     form.statements.data = "\n".join(version.statements) if version else ""
     form.reminder_note.data = policy.reminder_note or ""
+    form.review_every_months.data = str(policy.review_every_months or 12)
     form.audience.data = "; ".join(policy.audience)
     own = policy.schedule or {}
     for key in ("annual_open", "send_time"):
@@ -204,11 +240,16 @@ def _draft(form: PolicyForm, lib: Library) -> Draft | None:
     if any(len(g) > roster.GROUP_MAX for g in audience):
         form.audience.errors.append(f"Keep each group's name under {roster.GROUP_MAX} characters.")
     overrides = _overrides(form, lib)
+    months = (form.review_every_months.data or "12").strip()
+    low, high = config_mod.REVIEW_MONTHS
+    if not months.isdigit() or not low <= int(months) <= high:
+        form.review_every_months.errors.append(f"Give a number of months from {low} to {high}.")
     if any(f.errors for f in form):
         return None
     return Draft(title=roster.clean_text(form.title.data), text=text, statements=statements,
                  reminder_note=form.reminder_note.data or None, audience=audience,
-                 overrides=overrides, note=form.note.data or None)
+                 overrides=overrides, note=form.note.data or None,
+                 review_every_months=int(months))
 
 
 def _overrides(form: PolicyForm, lib: Library) -> dict:
@@ -261,7 +302,8 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
         policy = Policy(setting_id=lib.setting_id, slug=_slug(session, lib.setting_id, draft.title),
                         title=draft.title, schedule=draft.overrides,
                         reminder_note=draft.reminder_note, state="active",
-                        position=(position or 0) + 1)
+                        position=(position or 0) + 1,
+                        review_every_months=draft.review_every_months)
         policy.audience = draft.audience
         session.add(policy)
         session.flush()
@@ -275,7 +317,8 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
     before = library.newest_version(session, policy_id)
     changes = {}
     for attr, value in (("title", draft.title), ("reminder_note", draft.reminder_note),
-                        ("audience", draft.audience), ("schedule", draft.overrides)):
+                        ("audience", draft.audience), ("schedule", draft.overrides),
+                        ("review_every_months", draft.review_every_months)):
         old = getattr(policy, attr)
         if (list(old) if attr == "audience" else old) != (list(value) if attr == "audience"
                                                           else value):
@@ -312,7 +355,7 @@ def policy_approve(policy_id: int):
             return _form_page(page, policy, lib, _known_groups(session),
                               problem="No approval was recorded: please fix the problems shown "
                                       "below.", versions=_versions(session, policy),
-                              approval=form), 400
+                              approval=form, session=session), 400
         came = library.approve(session, version, name=form.name.data, role=form.role.data,
                                on=form.approved_on.data, minute=form.minute.data or None,
                                actor=current_user.email, now=moment)
