@@ -128,7 +128,9 @@ def policy_fields(client, policy_id: int) -> dict:
         fields[name] = html_mod.unescape(value.group(1)) if value else ""
     for name in ("text", "statements"):
         found = re.search(rf'<textarea[^>]*name="{name}"[^>]*>(.*?)</textarea>', page, re.S)
-        fields[name] = html_mod.unescape(found.group(1)).removeprefix("\n") if found else ""
+        # As a browser reads it: the line break WTForms writes after <textarea> is not content.
+        value = html_mod.unescape(found.group(1)) if found else ""
+        fields[name] = value.removeprefix("\r\n").removeprefix("\n")
     chosen = re.search(r'<select[^>]*name="working_days_only".*?</select>', page, re.S)
     picked = re.search(r'<option selected value="([^"]*)"|<option value="([^"]*)" selected',
                        chosen.group(0)) if chosen else None

@@ -51,8 +51,8 @@ def test_a_new_text_reaches_staff_only_once_the_governors_approve_it(setup, cli,
     before = _page(config, link)
     assert "personal phone" not in before and "Approved by" not in before
     (tmp_path / "new.md").write_text(NEW_TEXT)
-    said = _ok(cli("policy", "version", "social-media", str(tmp_path / "new.md"), "--note",
-                   "New section on photographs", config=config))
+    said = _ok(cli("policy", "version", "social-media", str(tmp_path / "new.md"), "--minor",
+                   "--note", "New section on photographs", config=config))
     assert "proposed" in said and "once approved" in said
     # Proposed, not in force: the page and the report still have the text in force.
     assert "personal phone" not in _page(config, link)
@@ -92,11 +92,18 @@ def test_bad_versions_and_approvals_are_refused_with_a_clear_line(setup, cli, tm
     (tmp_path / "policy.pdf").write_bytes(b"%PDF-1.4")
     (tmp_path / "latin1.txt").write_bytes("Caf\xe9".encode("latin-1"))
     for args, says in (
-            (("version", "nope", str(tmp_path / "new.md")), "no policy 'nope'"),
-            (("version", "social-media", str(tmp_path / "missing.md")), "cannot read it"),
-            (("version", "social-media", str(tmp_path / "policy.pdf")),
+            (("version", "nope", str(tmp_path / "new.md"), "--minor", "--note", "n"),
+             "no policy 'nope'"),
+            (("version", "social-media", str(tmp_path / "new.md")),
+             "say whether the new text is a --material or a --minor change"),
+            (("version", "social-media", str(tmp_path / "new.md"), "--material"),
+             "with a --note of what it changes"),
+            (("version", "social-media", str(tmp_path / "missing.md"), "--minor", "--note", "n"),
+             "cannot read it"),
+            (("version", "social-media", str(tmp_path / "policy.pdf"), "--minor", "--note", "n"),
              "give a Word (.docx), Markdown (.md) or text (.txt) file"),
-            (("version", "social-media", str(tmp_path / "latin1.txt")), "is not UTF-8 text"),
+            (("version", "social-media", str(tmp_path / "latin1.txt"), "--minor", "--note", "n"),
+             "is not UTF-8 text"),
             (("approve", "social-media", "--name", "J", "--role", "Chair", "--date",
               "2099-01-01"), "is in the future"),
             (("approve", "social-media", "--name", "J", "--role", "Chair", "--date",
@@ -108,7 +115,7 @@ def test_bad_versions_and_approvals_are_refused_with_a_clear_line(setup, cli, tm
         assert says in result.output and "Traceback" not in result.output, result.output
     # The text in force again is nothing to propose, and not an error.
     said = _ok(cli("policy", "version", "social-media", str(config.parent / "policy.md"),
-                   config=config))
+                   "--minor", "--note", "none", config=config))
     assert "nothing to propose" in said
 
 
@@ -128,7 +135,8 @@ def test_a_word_document_becomes_the_text_keeping_its_headings_lists_and_emphasi
 
     config = setup()
     _ok(cli("tick", "--at", at("2026-09-01 08:00").isoformat(), config=config))
-    _ok(cli("policy", "version", "social-media", str(tmp_path / "policy.docx"), config=config))
+    _ok(cli("policy", "version", "social-media", str(tmp_path / "policy.docx"), "--minor",
+            "--note", "Kept in Word now", config=config))
     _ok(cli("policy", "approve", "social-media", "--name", "Jane Smith", "--role",
             "Chair of Governors", "--date", "2026-08-28", config=config))
     page = _page(config, link_in(smtp.inbox.to("amira@example.org")[0]))
@@ -145,8 +153,15 @@ def test_the_console_proposes_a_new_text_and_records_its_approval(admin, app, cl
 
     with app.extensions["signoff"].db.read() as session:
         policy_id = session.scalar(select(Policy.id).where(Policy.slug == "social-media"))
-    fields = {**policy_fields(admin, policy_id), "text": NEW_TEXT,
-              "note": "New section on photographs"}
+    fields = {**policy_fields(admin, policy_id), "text": NEW_TEXT}
+    # A new text must say whether it is material, and what it changes.
+    refused = post(admin, f"/admin/policies/{policy_id}", {**fields, "action": "preview"})
+    assert refused.status_code == 400
+    assert "Say whether the new text is a material or a minor change." in flat(
+        refused.get_data(as_text=True))
+    assert "Say what the new text changes: staff are shown it." in flat(
+        refused.get_data(as_text=True))
+    fields.update(change="minor", note="New section on photographs")
     preview, saved = save_policy(admin, f"/admin/policies/{policy_id}", fields)
     assert "The new text is proposed, not sent" in flat(preview.get_data(as_text=True))
     assert saved.status_code == 303
@@ -174,3 +189,74 @@ def test_the_console_proposes_a_new_text_and_records_its_approval(admin, app, cl
     with app.extensions["signoff"].db.read() as session:
         approved = session.scalars(select(Event).where(Event.kind == "version_approved")).one()
     assert approved.actor == "office@example.org" and approved.detail["in_force"] is True
+
+
+def test_a_material_change_once_approved_asks_those_who_confirmed_again_and_shows_what_changed(
+        setup, cli, smtp, tmp_path):
+    """Amira and Ben confirmed the text of 1 September; Chloe has not yet. A material change is
+    approved on 10 September: Amira and Ben are asked again in one email each, their page shows
+    the note and the changed passages, their first confirmation stays in the evidence, and
+    confirming again records the new text. Chloe's reminders go on as they were."""
+    from sqlalchemy import select
+
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Confirmation
+    from workflow.policies import sha256
+
+    config = setup()
+    _ok(cli("tick", "--at", at("2026-09-01 08:00").isoformat(), config=config))
+    first = {who: link_in(smtp.inbox.to(f"{who}@example.org")[0]) for who in ("amira", "ben")}
+    for who, link in first.items():
+        confirm_by_page(config, link, at("2026-09-02 10:00"))
+    _ok(cli("tick", "--at", at("2026-09-08 08:00").isoformat(), config=config))  # Chloe's
+    old_text = (config.parent / "policy.md").read_text()
+    new_text = old_text.rstrip("\n") + (
+        "\n\nNever take photographs of children on a personal phone.\n")
+    (tmp_path / "new.md").write_text(new_text)
+    _ok(cli("policy", "version", "social-media", str(tmp_path / "new.md"), "--material",
+            "--note", "Photographs: never on a personal phone", config=config))
+    with time_machine.travel(at("2026-09-10 09:00"), tick=False):
+        said = _ok(cli("policy", "approve", "social-media", "--name", "Jane Smith", "--role",
+                       "Chair of Governors", "--date", "2026-09-09", config=config))
+    assert "2 who confirmed the older text this cycle are asked again" in said
+
+    before = len(smtp.inbox)
+    _ok(cli("tick", "--at", at("2026-09-10 09:05").isoformat(), config=config))
+    again = {m["To"].addresses[0].addr_spec: m for m in smtp.inbox.messages[before:]}
+    assert sorted(again) == ["amira@example.org", "ben@example.org"]
+    text = again["amira@example.org"].get_body(("plain",)).get_content()
+    assert "has changed since you confirmed it this year: Photographs: never on a personal phone" \
+        in text
+    page = _page(config, link_in(again["amira@example.org"]), "2026-09-10 10:00")
+    changed = flat(page)
+    assert "What changed on 10 September 2026" in changed
+    assert "Added: Never take photographs of children on a personal phone." in changed
+    assert "everyone is asked to read it and confirm again" in changed
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(_ok(cli(
+        "report", "--format", "csv", "--at", at("2026-09-10 10:00").isoformat(),
+        config=config))))}
+    assert rows["amira@example.org"]["status"] == "pending"
+    assert rows["amira@example.org"]["earlier_version"] == sha256(old_text)
+    assert rows["amira@example.org"]["earlier_confirmed_at"].startswith("2026-09-02T10:00")
+    assert rows["chloe@example.org"]["status"] == "pending"
+    assert rows["chloe@example.org"]["earlier_version"] == ""
+
+    confirm_by_page(config, link_in(again["amira@example.org"]), at("2026-09-10 10:05"))
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            kept = session.scalars(select(Confirmation).order_by(Confirmation.id)).all()
+            records = [(c.version_sha256, c.superseded_at is not None) for c in kept]
+    finally:
+        db.dispose()
+    assert records == [(sha256(old_text), True), (sha256(old_text), True),
+                       (sha256(new_text), False)]
+    # Chloe's follow-ups go on from her first reminder; Ben's count from his new one; Amira,
+    # who confirmed again, hears nothing more.
+    for when, expected in (("2026-09-15 08:00", ["chloe@example.org"]),
+                           ("2026-09-17 08:00", ["ben@example.org"])):
+        before = len(smtp.inbox)
+        _ok(cli("tick", "--at", at(when).isoformat(), config=config))
+        assert sorted(m["To"].addresses[0].addr_spec
+                      for m in smtp.inbox.messages[before:]) == expected, when

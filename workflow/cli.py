@@ -371,15 +371,26 @@ def policy_list(ctx: Context) -> None:
 @policy.command("version")
 @click.argument("slug")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--note", default=None, help="What the new text changes, kept with the version.")
+@click.option("--material", "change", flag_value="material",
+              help="It changes what staff must do: once approved, everyone who confirmed the "
+                   "older text this cycle is asked again, and shown what changed.")
+@click.option("--minor", "change", flag_value="minor",
+              help="Wording only: confirmations of the older text stand.")
+@click.option("--note", default=None, help="What the new text changes (required), shown to staff.")
 @pass_ctx
-def policy_version(ctx: Context, slug: str, file: Path, note: str | None) -> None:
-    """Propose a new text for policy SLUG from FILE (Word .docx, Markdown or text). It reaches
-    staff once approved (`signoff policy approve`); the statements stay as they are."""
+def policy_version(ctx: Context, slug: str, file: Path, change: str | None,
+                   note: str | None) -> None:
+    """Propose a new text for policy SLUG from FILE (Word .docx, Markdown or text), a --material
+    or --minor change with a --note of what it changes. It reaches staff once approved
+    (`signoff policy approve`); the statements stay as they are."""
     from . import events, library, policies
     from .models import Policy
 
     svc = ctx.ready()
+    note = " ".join((note or "").split())
+    if change is None or not note or len(note) > 1000:
+        _fail(click.get_current_context(), "say whether the new text is a --material or a "
+              "--minor change, with a --note of what it changes (under 1,000 characters)", 2)
     try:
         raw = file.read_bytes()
     except OSError as exc:
@@ -396,15 +407,18 @@ def policy_version(ctx: Context, slug: str, file: Path, note: str | None) -> Non
         policy = session.get(Policy, entry.id)
         newest = library.newest_version(session, entry.id)
         version = library.add_version(session, policy, text, list(newest.statements), moment,
-                                      actor="command line", note=note)
+                                      actor="command line", note=note, change=change)
         if version is None:
             click.echo(f"{file}: the same text as the {policy.title}'s newest version; nothing "
                        "to propose")
             return
         events.record(session, "policy_changed", moment, actor="command line", policy=slug,
                       changes={"proposed": [newest.sha256, version.sha256]})
-        click.echo(f"proposed {version.sha256[:12]} for the {policy.title}: staff are shown it "
-                   f"once approved (signoff policy approve {slug} --name … --role … --date …)")
+        click.echo(f"proposed {version.sha256[:12]}, a {change} change, for the {policy.title}: "
+                   f"staff are shown it once approved (signoff policy approve {slug} --name … "
+                   f"--role … --date …)"
+                   + ("; then everyone who confirmed the older text this cycle is asked again"
+                      if change == "material" else ""))
 
 
 @policy.command("approve")
@@ -434,11 +448,14 @@ def policy_approve(ctx: Context, slug: str, name: str, role: str, on: dt.datetim
         if entry is None:
             _fail(click.get_current_context(), _no_policy(svc, session, slug), 2)
         version = library.newest_version(session, entry.id)
-        came = library.approve(session, version, name=name, role=role, on=on.date(),
-                               minute=minute, actor="command line", now=moment)
+        came, asked = library.approve(session, version, name=name, role=role, on=on.date(),
+                                      minute=minute, actor="command line", now=moment)
         click.echo(f"recorded: {entry.title} {version.sha256[:12]} approved by {name}, {role}, "
                    f"on {on:%-d %B %Y}"
                    + ("; in force from now" if came else " (it was in force already)"))
+        if came and version.change == "material":
+            click.echo(f"a material change: {asked} who confirmed the older text this cycle "
+                       "are asked again with the next run")
 
 
 def _no_policy(svc, session, slug: str) -> str:

@@ -51,7 +51,8 @@ _PAGE = (
            Request.dropped_at, Request.declined_at,
            Staff.name, Staff.first_name, Cycle.year, Policy.title, Policy.state,
            Policy.schedule.label("own_schedule"), Setting.schedule.label("setting_schedule"),
-           PolicyVersion.id.label("version_id"),
+           PolicyVersion.id.label("version_id"), PolicyVersion.change, PolicyVersion.note,
+           PolicyVersion.in_force_at, Cycle.opens_at,
            PolicyVersion.sha256, PolicyVersion.statements, Confirmation.confirmed_at,
            Confirmation.method, Confirmation.statements.label("confirmed_statements"))
     .join(Request, Request.id == Link.request_id)
@@ -63,7 +64,7 @@ _PAGE = (
           .where(_current_version.policy_id == Cycle.policy_id,
                  _current_version.in_force_at.is_not(None))  # library.IN_FORCE, aliased
           .scalar_subquery())
-    .outerjoin(Confirmation, Confirmation.request_id == Request.id)
+    .outerjoin(Confirmation, (Confirmation.request_id == Request.id) & standing.LIVE)
     .where(Link.token_sha256 == bindparam("digest"))
 )
 
@@ -94,6 +95,28 @@ def _visit(token: str) -> tuple[Row, Markup, str | None]:
         approved = library.approved_line(conn.execute(_APPROVALS, {"version": row.version_id})
                                          .all())
         return row, policies.html(conn, row.version_id, row.sha256, row.title), approved
+
+
+# The text in force before a version: what a change is shown against.
+_BEFORE = (select(PolicyVersion.content).where(
+    PolicyVersion.policy_id == select(PolicyVersion.policy_id)
+    .where(PolicyVersion.id == bindparam("version")).scalar_subquery(),
+    PolicyVersion.id < bindparam("version"), PolicyVersion.in_force_at.is_not(None))
+    .order_by(PolicyVersion.id.desc()).limit(1))
+
+
+def _changed(row: Row) -> dict | None:
+    """What the text in force changed, when it came into force during this cycle: its note, and
+    the passages removed and added (policies.changes)."""
+    if row.change is None or row.in_force_at < row.opens_at:
+        return None
+    svc = services()
+    with svc.db.read_core() as conn:
+        older = conn.scalar(_BEFORE, {"version": row.version_id})
+        newer = conn.scalar(select(PolicyVersion.content).where(PolicyVersion.id == row.version_id))
+    return {"change": row.change, "note": row.note,
+            "when": row.in_force_at.astimezone(svc.tz),
+            "passages": policies.changes(older, newer) if older is not None else []}
 
 
 class DeclineForm(FlaskForm):
@@ -171,6 +194,7 @@ def page(token: str):
         with svc.db.read() as session:
             ctx["declined"] = declines.open_decline(session, row.request_id)
             ctx["declined_local"] = row.declined_at.astimezone(svc.tz)
+    ctx["changed"] = _changed(row)
     if request.method == "POST" and request.form.get("action") == "decline":
         return _decline(svc, token, row, version, ctx)
     if request.method != "POST":
@@ -233,7 +257,8 @@ def record(svc, request_id: int, version, *, method: str, now: dt.datetime, ip: 
     kept (`paper_kept`) and the office's own note (`reason`)."""
     try:
         with svc.db.write() as session:
-            if session.scalars(select(Confirmation.id).filter_by(request_id=request_id)).first():
+            if session.scalars(select(Confirmation.id).where(Confirmation.request_id == request_id,
+                                                             standing.LIVE)).first():
                 return False
             req = session.get(Request, request_id)
             session.add(Confirmation(request_id=request_id, confirmed_at=now,

@@ -14,14 +14,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import config as config_mod
 from . import events
 from .calendar import Calendar
 from .config import Config, Schedule
-from .models import Approval, Closure, Policy, PolicyVersion, Setting
+from .models import (Approval, Closure, Confirmation, Cycle, Policy, PolicyVersion, Request,
+                     Setting, Staff)
 from .policies import setting_id as policies_setting_id
 from .policies import sha256
 
@@ -166,9 +167,12 @@ def proposal(session: Session, policy_id: int) -> PolicyVersion | None:
     return newest if newest is not None and newest.in_force_at is None else None
 
 
+CHANGES = ("material", "minor")  # what a later version is: see PolicyVersion.change
+
+
 def add_version(session: Session, policy: Policy, text: str, statements: list[str],
                 now: dt.datetime, actor: str | None = None, note: str | None = None,
-                in_force: bool = False) -> PolicyVersion | None:
+                in_force: bool = False, change: str | None = None) -> PolicyVersion | None:
     """A new version of `policy` if its text or statements differ from its newest: in force at
     once if it is the policy's first (or `in_force`: the config's text, taken in by the first
     `init`), else proposed until approved (approve)."""
@@ -178,29 +182,63 @@ def add_version(session: Session, policy: Policy, text: str, statements: list[st
         return None
     version = PolicyVersion(policy_id=policy.id, sha256=sha256(text), content=text,
                             statements=list(statements), created_at=now, proposed_by=actor,
-                            note=note, in_force_at=now if in_force or newest is None else None)
+                            note=note, change=change if newest is not None else None,
+                            in_force_at=now if in_force or newest is None else None)
     session.add(version)
     session.flush()
     return version
 
 
 def approve(session: Session, version: PolicyVersion, *, name: str, role: str,
-            on: dt.date, minute: str | None, actor: str, now: dt.datetime) -> bool:
+            on: dt.date, minute: str | None, actor: str, now: dt.datetime) -> tuple[bool, int]:
     """Record one approval of `version` (the newest: see newest_version); the first puts a
-    proposed version in force from `now`. Returns whether it came into force."""
+    proposed version in force from `now`, and a material one asks again (ask_again). Returns
+    whether it came into force, and how many were asked again."""
     session.add(Approval(policy_version_id=version.id, name=name, role=role, approved_on=on,
                          minute=minute, recorded_by=actor, recorded_at=now))
     came = version.in_force_at is None
     if came:
         version.in_force_at = now
+    asked = ask_again(session, version, now) if came and version.change == "material" else 0
     policy = session.get(Policy, version.policy_id)
     # Approved (again, or a new text): its next review counts from this approval.
     policy.review_on = policy.review_reason = policy.review_set_by = None
     slug = policy.slug
     events.record(session, "version_approved", now, actor=actor, policy=slug,
                   version=version.sha256, name=name, role=role, on=on.isoformat(),
-                  minute=minute, in_force=came)
-    return came
+                  minute=minute, in_force=came, asked_again=asked)
+    return came, asked
+
+
+def ask_again(session: Session, version: PolicyVersion, now: dt.datetime) -> int:
+    """A material change has come into force: everyone still on the roster who confirmed an older
+    text in the policy's current cycle (its latest) is asked again. Their confirmation is kept,
+    marked superseded; their request starts afresh, in a new round, so that the next tick sends
+    them a first reminder (saying what changed) and follow-ups count from it. Returns how many."""
+    cycle_id = session.scalar(select(Cycle.id).where(Cycle.policy_id == version.policy_id)
+                              .order_by(Cycle.year.desc()).limit(1))
+    if cycle_id is None:
+        return 0
+    older = (select(Confirmation.request_id).join(Request, Request.id == Confirmation.request_id)
+             .join(Staff, Staff.id == Request.staff_id)
+             .where(Request.cycle_id == cycle_id, Confirmation.superseded_at.is_(None),
+                    Confirmation.policy_version_id != version.id, Staff.active))
+    found = list(session.execute(select(Request.id, Request.staff_id)
+                                 .where(Request.id.in_(older))))
+    if not found:
+        return 0
+    # By the query, not by ids: a cycle of 50,000 would pass more parameters than SQLite takes.
+    session.execute(update(Request).where(Request.id.in_(older)).values(
+        round=Request.round + 1, closed_at=None, stage_sent=-1, reminded_at=None,
+        last_message_at=None, overdue_at=None, escalated_at=None, due_extended_to=None,
+        next_check_at=now))
+    session.execute(update(Confirmation).where(Confirmation.request_id.in_(older),
+                                               Confirmation.superseded_at.is_(None))
+                    .values(superseded_at=now))
+    session.execute(events.INSERT, [events.row("asked_again", now, staff_id=staff_id,
+                                               request_id=request_id, version=version.sha256)
+                                    for request_id, staff_id in found])
+    return len(found)
 
 
 def approved_line(approvals: list[Approval]) -> str | None:

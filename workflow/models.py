@@ -173,6 +173,9 @@ class PolicyVersion(Base):
     created_at: Mapped[dt.datetime]  # proposed (or loaded) then
     proposed_by: Mapped[str | None] = mapped_column(String(320))
     note: Mapped[str | None] = mapped_column(Text)  # what changed, in the proposer's words
+    # material: once in force, everyone who confirmed an older text this cycle is asked again;
+    # minor: their confirmations stand. None: a policy's first text.
+    change: Mapped[str | None] = mapped_column(String(10))
     in_force_at: Mapped[dt.datetime | None]  # None: proposed, not approved yet
     approvals: Mapped[list[Approval]] = relationship(order_by="Approval.id",
                                                      back_populates="version")
@@ -240,6 +243,9 @@ class Request(Base):
     # teacher or the office resolves it. Cleared then, or when they confirm after all.
     declined_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]  # confirmed, exempt, dropped or declined
+    # How many times a material change has asked them again this cycle: each time their
+    # reminders start afresh, with outbox keys of their own (outbox.request_key).
+    round: Mapped[int] = mapped_column(Integer, default=0)
     cycle: Mapped[Cycle] = relationship()
     staff: Mapped[Staff] = relationship()
 
@@ -259,9 +265,15 @@ class Link(Base):
 
 class Confirmation(Base):
     __tablename__ = "confirmation"
+    __table_args__ = (
+        # One live confirmation a request: twenty simultaneous POSTs still make one. One that a
+        # material change superseded is kept beside it, for the evidence.
+        Index("uq_confirmation_live", "request_id", unique=True,
+              sqlite_where=text("superseded_at IS NULL"),
+              postgresql_where=text("superseded_at IS NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Unique: twenty simultaneous POSTs still make one confirmation.
-    request_id: Mapped[int] = mapped_column(ForeignKey("request.id"), unique=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("request.id"))
     confirmed_at: Mapped[dt.datetime]
     policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
     version_sha256: Mapped[str] = mapped_column(String(64))
@@ -273,6 +285,8 @@ class Confirmation(Base):
     reason: Mapped[str | None] = mapped_column(Text)  # a paper sign-off's note: the office's own
     signed_on: Mapped[dt.date | None] = mapped_column(Date)  # paper: the date on the form
     paper_kept: Mapped[str | None] = mapped_column(String(200))  # paper: where the form is kept
+    # A material change to the policy came into force after it: they were asked again.
+    superseded_at: Mapped[dt.datetime | None]
     policy_version: Mapped[PolicyVersion] = relationship()
 
 

@@ -28,11 +28,11 @@ from typing import Any
 
 from flask_mail import BadHeaderError, Message
 from sqlalchemy import ColumnElement, bindparam, delete, distinct, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from . import digest, events, library, mailer, pacing, planner, policies, tokens
-from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, Request, Staff,
-                     UTCDateTime)
+from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, PolicyVersion,
+                     Request, Staff, UTCDateTime)
 from .services import Services
 
 # Long enough for one message however slow the server (each SMTP step times out in
@@ -71,9 +71,11 @@ class RunResult:
         return [f"{f['to_email']}: {f['reason']}" for f in self.failures]
 
 
-def request_key(request_id: int, stage: int) -> str:
-    """The key of a request's message for a stage: there is at most one of each."""
-    return f"req:{request_id}:{planner.stage_name(stage)}"
+def request_key(request_id: int, stage: int, round_: int = 0) -> str:
+    """The key of a request's message for a stage: there is at most one of each, in each round
+    (a material change to the policy asks again: round 1, 2…)."""
+    again = f"r{round_}:" if round_ else ""
+    return f"req:{request_id}:{again}{planner.stage_name(stage)}"
 
 
 def resend_key(request_id: int) -> str:
@@ -594,9 +596,16 @@ class Sender:
 
 
 # A person's email's requests, with what composing it reads (the person, the cycle), in one query.
+_material = aliased(PolicyVersion)
 _TO_COMPOSE = (select(Request.id, Request.closed_at, Request.reminded_at, Request.due_extended_to,
                       Cycle.policy_id, Cycle.year, Staff.active, Staff.name, Staff.first_name,
-                      Staff.email)
+                      Staff.email, Request.round,
+                      # Asked again after a material change: what it changed, in its note.
+                      select(_material.note).where(_material.policy_id == Cycle.policy_id,
+                                                   _material.in_force_at.is_not(None),
+                                                   _material.change == "material")
+                      .order_by(_material.id.desc()).limit(1).scalar_subquery()
+                      .label("material_note"))
                .join(Cycle, Cycle.id == Request.cycle_id).join(Staff, Staff.id == Request.staff_id)
                .where(Request.id.in_(bindparam("ids", expanding=True))))
 _R = Request.__table__.c
@@ -651,6 +660,9 @@ def reminder_context(entry: library.Entry, request: Any, stage: int,
         "due_date": planner.due_date(request.reminded_at or now, cal, request.due_extended_to),
         "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
         "policy_note": entry.reminder_note,
+        # Asked again this cycle: the policy changed since they confirmed it.
+        "changed": (getattr(request, "material_note", None) or "its text changed")
+                   if getattr(request, "round", 0) else None,
     }
 
 

@@ -90,6 +90,30 @@ def text_of_file(name: str, raw: bytes) -> str:
     return text
 
 
+_changes: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+
+def changes(older: str, newer: str) -> list[tuple[str, str]]:
+    """The passages (paragraphs of the Markdown) a new text removed and added, in order, as
+    ("removed" | "added", passage): what the page shows a person asked again. difflib's, by
+    paragraph; each pair of texts is worked out once per process."""
+    key = (sha256(older), sha256(newer))
+    if key not in _changes:
+        import difflib
+
+        def paragraphs(text: str) -> list[str]:
+            return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+
+        a, b = paragraphs(older), paragraphs(newer)
+        found = []
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b,
+                                                          autojunk=False).get_opcodes():
+            if op != "equal":
+                found += [("removed", p) for p in a[i1:i2]] + [("added", p) for p in b[j1:j2]]
+        _changes[key] = found
+    return _changes[key]
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

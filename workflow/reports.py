@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from . import library, sends, standing
 from .services import Services
-from .models import Cycle, Decline, Policy, PolicyVersion, Request
+from .models import Confirmation, Cycle, Decline, Policy, PolicyVersion, Request
 
 COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
            "last_sent_at", "escalated", "confirmed_at", "delivery")
@@ -22,10 +22,11 @@ COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "rem
 # paper), the browser's address and agent, an exemption's reason, and for a paper sign-off who
 # recorded it, the date on the form, where it is kept and the office's note; then the person's
 # latest "I can't confirm this", if any: when, which statement ("" for the whole policy), why,
-# and how it was resolved (reopened, excused, confirmed; "" while waiting) with the note.
+# and how it was resolved (reopened, excused, confirmed; "" while waiting) with the note; then
+# their latest confirmation that a material change superseded (they were asked again), if any.
 EVIDENCE = ("method", "ip_address", "user_agent", "exempt_reason", "recorded_by", "signed_on",
             "paper_kept", "note", "declined_at", "decline_statement", "decline_reason",
-            "decline_outcome", "decline_resolution")
+            "decline_outcome", "decline_resolution", "earlier_confirmed_at", "earlier_version")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Row:
     decline_reason: str = ""
     decline_outcome: str = ""
     decline_resolution: str = ""
+    earlier_confirmed_at: str = ""
+    earlier_version: str = ""
     standing: str = ""  # the console's status (overdue, inactive…), for the counts; not a column
 
 
@@ -102,15 +105,21 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
     newest = (select(Decline.request_id, func.max(Decline.id).label("id"))
               .group_by(Decline.request_id).subquery())
     decline = aliased(Decline)
+    superseded = (select(Confirmation.request_id, func.max(Confirmation.id).label("id"))
+                  .where(Confirmation.superseded_at.is_not(None))
+                  .group_by(Confirmation.request_id).subquery())
+    earlier = aliased(Confirmation)
     query = (query.add_columns(sent.c.first, sent.c.last, sent.c.n, latest.c.status,
-                               latest.c.last_error, decline)
+                               latest.c.last_error, decline, earlier)
              .outerjoin(sent, sent.c.request_id == Request.id)
              .outerjoin(latest, latest.c.request_id == Request.id)
              .outerjoin(newest, newest.c.request_id == Request.id)
-             .outerjoin(decline, decline.id == newest.c.id))
+             .outerjoin(decline, decline.id == newest.c.id)
+             .outerjoin(superseded, superseded.c.request_id == Request.id)
+             .outerjoin(earlier, earlier.id == superseded.c.id))
     # yield_per: rows are made as they are read, not all first (a 50,000-row CSV streams).
     for (staff, req, conf, status, _, _, first, last, count, last_status,
-         last_error, dec) in session.execute(query.execution_options(yield_per=500)):
+         last_error, dec, old) in session.execute(query.execution_options(yield_per=500)):
         yield Row(
             name=staff.name, email=staff.email, policy=policy.slug,
             version=(conf.version_sha256 if conf
@@ -133,6 +142,8 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
             decline_reason=dec.reason if dec else "",
             decline_outcome=(dec.outcome or "") if dec else "",
             decline_resolution=(dec.resolution or "") if dec else "",
+            earlier_confirmed_at=iso(old.confirmed_at) if old else "",
+            earlier_version=old.version_sha256 if old else "",
             standing=status)
 
 

@@ -26,6 +26,10 @@ COUNTED = ("confirmed", "exempt", "declined", "overdue", "pending")
 REPORTED = {"overdue": "pending", "inactive": "pending", "dropped": "pending"}
 
 
+# A confirmation that stands: not one a material change superseded (kept for the evidence).
+LIVE = Confirmation.superseded_at.is_(None)
+
+
 def in_audience(policy_id, groups: Iterable[str] | None = None) -> ColumnElement[bool]:
     """The person (Staff, as joined) is in the audience of policy `policy_id` (a value or a
     column): it names no groups (everyone), or one of theirs, ignoring case. With `groups`, the
@@ -113,7 +117,7 @@ def people(lib: Library, now: dt.datetime, cycle: Cycle | None = None,
             .join(Staff, Staff.setting_id == Policy.setting_id)
             .outerjoin(Cycle, and_(Cycle.policy_id == Policy.id, same_year))
             .outerjoin(Request, and_(Request.cycle_id == Cycle.id, Request.staff_id == Staff.id))
-            .outerjoin(Confirmation, Confirmation.request_id == Request.id)
+            .outerjoin(Confirmation, (Confirmation.request_id == Request.id) & LIVE)
             .where(policies, is_counted if who is None else who)
             .order_by(func.lower(Staff.name), Staff.email))
 

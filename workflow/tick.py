@@ -214,7 +214,8 @@ def _queue_due(svc: Services, lib: library.Library, cycle_ids: list[int], now: d
                 changes.append({"rid": row.id, "stage": later.stage_sent,
                                 "last": later.last_message_at, "next": next_check})
                 if stage is not None:
-                    messages.append(dict(key=outbox.request_key(row.id, stage), kind=_kind(stage),
+                    messages.append(dict(key=outbox.request_key(row.id, stage, row.round),
+                                         kind=_kind(stage),
                                          stage=stage, request_id=row.id, staff_id=row.staff_id,
                                          to_email=row.email, to_name=row.name))
             conn.execute(_PLANNED, changes)
@@ -229,6 +230,7 @@ def _kind(stage: int) -> str:
 _R = Request.__table__.c
 _WHEN = UTCDateTime()
 _DUE = (select(_R.id, _R.staff_id, _R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
+               _R.round,
                Cycle.opens_at, Cycle.policy_id, Staff.start_date, Staff.email, Staff.name)
         .join(Staff, _R.staff_id == Staff.id).join(Cycle, _R.cycle_id == Cycle.id)
         .where(_R.cycle_id.in_(bindparam("cycle_ids", expanding=True)), _R.closed_at.is_(None),

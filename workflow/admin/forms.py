@@ -150,11 +150,19 @@ class PolicyForm(FlaskForm):
                                       filters=[_strip],
                                       description="Counted from its latest approval; left "
                                                   "empty, 12.")
-    note = TextAreaField("What the new text changes (optional)", [Optional(), Length(max=1000)],
+    change = RadioField("Is a new text a material change?",
+                        choices=[SelectChoice("material", "Material: it changes what staff must "
+                                                          "do. Once approved, everyone who "
+                                                          "confirmed the older text this cycle "
+                                                          "is asked again"),
+                                 SelectChoice("minor", "Minor: wording only. Confirmations "
+                                                       "stand")],
+                        validators=[Optional()])
+    note = TextAreaField("What the new text changes", [Optional(), Length(max=1000)],
                          filters=[_strip],
-                         description="Kept with the version, e.g. “§4: photos on personal "
-                                     "phones”. A new text is proposed: it reaches staff once "
-                                     "approved.")
+                         description="Shown to staff with the changed passages, e.g. “§4: "
+                                     "photos on personal phones”. A new text is proposed: it "
+                                     "reaches staff once approved.")
     action = HiddenField()
     previewed = HiddenField()
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from .. import confirm, declines, events, library, planner
 from ..library import Entry
 from ..services import Services, services
-from ..models import Cycle, Decline, Event, Link, Request, Staff
+from ..models import Confirmation, Cycle, Decline, Event, Link, Request, Staff
 from ..outbox import enqueue, request_key, resend_key
 from ..standing import in_audience, overviews
 from . import bp, now, person_or_404
@@ -57,6 +57,11 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         for d in session.scalars(select(Decline).where(Decline.request_id.in_(asked))
                                  .order_by(Decline.id)):
             declined.setdefault(d.request_id, []).append(d)
+        superseded: dict[int, list[Confirmation]] = {}
+        for c in session.scalars(select(Confirmation).where(
+                Confirmation.request_id.in_(asked), Confirmation.superseded_at.is_not(None))
+                .order_by(Confirmation.id)):
+            superseded.setdefault(c.request_id, []).append(c)
         calendars = {s.request.cycle_id: lib.get(s.policy.id).calendar
                      for s in standings if s.request is not None}
     sections = []
@@ -65,6 +70,7 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
         sections.append((s, _forms(s.policy.slug, slug_bound)))
     return render_template("admin/person.html", active="people", person=person, sections=sections,
                            history=history, tz=svc.tz, problem=problem, declined=declined,
+                           superseded=superseded,
                            outcomes=declines.OUTCOMES,
                            today=lib.calendar.local_date(moment), describe=describe,
                            within=within(svc), confirm_by=lambda req: planner.due_date(
@@ -123,7 +129,7 @@ def _queue_link(svc: Services, session: Session, req: Request, person: Staff,
     """Queue an email with a fresh personal link; the next scheduler run sends it."""
     if req.stage_sent < planner.REMINDER:
         # Nothing sent yet: this is their first reminder, queued exactly as the tick would.
-        key, stage = request_key(req.id, planner.REMINDER), planner.REMINDER
+        key, stage = request_key(req.id, planner.REMINDER, req.round), planner.REMINDER
         req.stage_sent = planner.REMINDER
         req.next_check_at = None  # looked at again once it has gone (planner.after_send)
     else:
@@ -305,6 +311,7 @@ def describe(event: Event) -> str:
         "due_extended": f"due date extended to {d.get('due', '')}"
                         + (f": {d['reason']}" if d.get("reason") else ""),
         "exempted": f"exempted for this cycle: {d.get('reason', '')}",
+        "asked_again": "asked to confirm again: a material change to the policy came into force",
         "declined": ("said they cannot confirm "
                      + (f"“{d['statement']}”" if d.get("statement") else "the policy")
                      + f": {d.get('reason', '')}"),

@@ -51,6 +51,7 @@ class Draft:
     overrides: dict
     note: str | None = None  # what a new text changes, in the proposer's words
     review_every_months: int = 12
+    change: str | None = None  # a new text's: material or minor
 
     def fingerprint(self) -> str:
         """What was previewed: saving needs the same."""
@@ -110,6 +111,14 @@ def _edit(policy_id: int | None):
         form = PolicyForm()
         versions = _versions(session, stored)
         draft = _draft(form, lib) if form.validate() else None
+        if draft is not None and stored is not None and _new_text(version, draft):
+            if draft.change not in library.CHANGES:
+                form.change.errors.append("Say whether the new text is a material or a minor "
+                                          "change.")
+            if not draft.note:
+                form.note.errors.append("Say what the new text changes: staff are shown it.")
+            if form.change.errors or form.note.errors:
+                draft = None
         if draft is None:
             return _form_page(form, stored, lib, groups, problem="Nothing was saved: please fix "
                               "the problems shown below.", versions=versions,
@@ -249,7 +258,7 @@ def _draft(form: PolicyForm, lib: Library) -> Draft | None:
     return Draft(title=roster.clean_text(form.title.data), text=text, statements=statements,
                  reminder_note=form.reminder_note.data or None, audience=audience,
                  overrides=overrides, note=form.note.data or None,
-                 review_every_months=int(months))
+                 review_every_months=int(months), change=form.change.data or None)
 
 
 def _overrides(form: PolicyForm, lib: Library) -> dict:
@@ -308,7 +317,7 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
         session.add(policy)
         session.flush()
         version = library.add_version(session, policy, draft.text, list(draft.statements), moment,
-                                      actor=actor, note=draft.note)
+                                      actor=actor)
         events.record(session, "policy_added", moment, actor=actor, policy=policy.slug,
                       title=policy.title, audience=list(draft.audience), schedule=draft.overrides,
                       version=version.sha256)
@@ -325,7 +334,7 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
             changes[attr] = [roster.logged(old), roster.logged(value)]
             setattr(policy, attr, value)
     version = library.add_version(session, policy, draft.text, list(draft.statements), moment,
-                                  actor=actor, note=draft.note)
+                                  actor=actor, note=draft.note, change=draft.change)
     if version is not None:
         changes["proposed"] = [before.sha256 if before else None, version.sha256]
         if before is None or list(before.statements) != list(draft.statements):
@@ -356,12 +365,16 @@ def policy_approve(policy_id: int):
                               problem="No approval was recorded: please fix the problems shown "
                                       "below.", versions=_versions(session, policy),
                               approval=form, session=session), 400
-        came = library.approve(session, version, name=form.name.data, role=form.role.data,
-                               on=form.approved_on.data, minute=form.minute.data or None,
-                               actor=current_user.email, now=moment)
+        came, asked = library.approve(session, version, name=form.name.data,
+                                      role=form.role.data, on=form.approved_on.data,
+                                      minute=form.minute.data or None,
+                                      actor=current_user.email, now=moment)
         title, short = policy.title, version.sha256[:12]
     flash(f"Recorded the approval of the {title} ({short})."
-          + (" This text is now in force: staff are shown it from now on." if came else ""), "ok")
+          + (" This text is now in force: staff are shown it from now on." if came else "")
+          + (f" A material change: {asked} {'person' if asked == 1 else 'people'} who confirmed "
+             "the older text this cycle are asked again with the scheduler's next run."
+             if asked else ""), "ok")
     return redirect(url_for("admin.policy_edit", policy_id=policy_id), code=303)
 
 
