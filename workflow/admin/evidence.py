@@ -54,65 +54,71 @@ def _section(current: bool, moment):
 @bp.route("/evidence/<id:cycle_id>")
 def evidence_page(cycle_id: int):
     svc = services()
-    moment = now()
     with svc.db.read() as session:
-        cycle = _cycle(session, cycle_id)
-        lib = svc.library(session)
-        current = standing.is_current(lib, cycle, moment)
-        query = standing.people(lib, moment, cycle, standing.listed(current))
-        section = _section(current, moment).label("section")
-        counted = standing.counted(current)
-        # The counts, in the database: each section's size, the tally, who has left.
-        each = (query.with_only_columns(section, standing.status(moment).label("status"),
-                                        counted.label("counted"), Staff.active.label("active"))
-                .order_by(None).subquery())
-        counts = (select(each.c.section, each.c.status, each.c.counted, each.c.active,
-                         func.count())
-                  .group_by(each.c.section, each.c.status, each.c.counted, each.c.active))
-        sizes, statuses, left = Counter(), Counter(), 0
-        for where, status_, is_counted, active, n in session.execute(counts):
-            sizes[SECTIONS[where]] += n
-            if is_counted:
-                statuses[status_] += n
-            elif not active:
-                left += n
+        shown = _evidence(svc, session, _cycle(session, cycle_id), now(), paged=True)
+    return render_template("admin/evidence.html", active="evidence", **shown)
+
+
+def _evidence(svc, session, cycle: Cycle, moment, paged: bool) -> dict:
+    """What a cycle's evidence shows: the counts, the policy text, and the people by section
+    with who exempted them and their declines; a page of PER_PAGE of them (?page=), or, not
+    `paged`, everyone."""
+    lib = svc.library(session)
+    current = standing.is_current(lib, cycle, moment)
+    query = standing.people(lib, moment, cycle, standing.listed(current))
+    section = _section(current, moment).label("section")
+    counted = standing.counted(current)
+    # The counts, in the database: each section's size, the tally, who has left.
+    each = (query.with_only_columns(section, standing.status(moment).label("status"),
+                                    counted.label("counted"), Staff.active.label("active"))
+            .order_by(None).subquery())
+    counts = (select(each.c.section, each.c.status, each.c.counted, each.c.active, func.count())
+              .group_by(each.c.section, each.c.status, each.c.counted, each.c.active))
+    sizes, statuses, left = Counter(), Counter(), 0
+    for where, status_, is_counted, active, n in session.execute(counts):
+        sizes[SECTIONS[where]] += n
+        if is_counted:
+            statuses[status_] += n
+        elif not active:
+            left += n
+    listed = (query.add_columns(section).order_by(None)
+              .order_by(section, func.lower(Staff.name), Staff.email))
+    page, pages = 1, 1
+    if paged:
         page, pages = paging(sum(sizes.values()), PER_PAGE)
-        shown: dict[str, list[standing.Standing]] = {name: [] for name in SECTIONS}
-        for staff, req, conf, status_, is_counted, due, where in session.execute(
-                query.add_columns(section).order_by(None)
-                .order_by(section, func.lower(Staff.name), Staff.email)
-                .limit(PER_PAGE).offset((page - 1) * PER_PAGE)):
-            shown[SECTIONS[where]].append(standing.Standing(
-                staff, cycle.policy, cycle, req, conf, status_, bool(is_counted), due))
-        rows = [s for found in shown.values() for s in found]
-        # Who exempted each person, from the append-only log.
-        asked_ids = [s.request.id for s in rows if s.request]
-        exempted_by = {e.request_id: e.actor for e in session.scalars(
-            select(Event).where(Event.kind.in_(("exempted", "decline_resolved")),
-                                Event.request_id.in_(asked_ids)).order_by(Event.id))}
-        # Everyone's declines ("I can't confirm this"), open or resolved, for the evidence.
-        declined: dict[int, list[Decline]] = {}
-        for d in session.scalars(select(Decline).where(Decline.request_id.in_(asked_ids))
-                                 .order_by(Decline.id)):
-            declined.setdefault(d.request_id, []).append(d)
-        versions = sorted(session.scalars(
-            select(Confirmation.version_sha256).distinct()
-            .join(Request, Request.id == Confirmation.request_id)
-            .where(Request.cycle_id == cycle.id)))
-        asked = reports.cycle_version(session, cycle)
+        listed = listed.limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+    shown: dict[str, list[standing.Standing]] = {name: [] for name in SECTIONS}
+    for staff, req, conf, status_, is_counted, due, where in session.execute(listed):
+        shown[SECTIONS[where]].append(standing.Standing(
+            staff, cycle.policy, cycle, req, conf, status_, bool(is_counted), due))
+    # The requests shown: a page's by id; everyone's by the cycle (a list of 50,000 ids would
+    # pass the databases' limits on parameters).
+    asked_ids = ([s.request.id for found in shown.values() for s in found if s.request]
+                 if paged else select(Request.id).where(Request.cycle_id == cycle.id))
+    # Who exempted each person, from the append-only log.
+    exempted_by = {e.request_id: e.actor for e in session.scalars(
+        select(Event).where(Event.kind.in_(("exempted", "decline_resolved")),
+                            Event.request_id.in_(asked_ids)).order_by(Event.id))}
+    # Everyone's declines ("I can't confirm this"), open or resolved, for the evidence.
+    declined: dict[int, list[Decline]] = {}
+    for d in session.scalars(select(Decline).where(Decline.request_id.in_(asked_ids))
+                             .order_by(Decline.id)):
+        declined.setdefault(d.request_id, []).append(d)
+    versions = sorted(session.scalars(
+        select(Confirmation.version_sha256).distinct()
+        .join(Request, Request.id == Confirmation.request_id)
+        .where(Request.cycle_id == cycle.id)))
+    asked = reports.cycle_version(session, cycle)
     # Where each section's people are, for a section with none on this page.
     first, pages_of = 0, {}
     for name in SECTIONS:
         if sizes[name]:
             pages_of[name] = (first // PER_PAGE + 1, (first + sizes[name] - 1) // PER_PAGE + 1)
         first += sizes[name]
-    return render_template("admin/evidence.html", active="evidence", cycle=cycle,
-                           shown=shown, sizes=sizes, pages_of=pages_of,
-                           tally=standing.Tally.of(statuses.elements()), left=left,
-                           exempted_by=exempted_by, declined=declined, versions=versions,
-                           asked=asked,
-                           page=page, pages=pages, per_page=PER_PAGE, tz=svc.tz,
-                           setting=svc.config.setting)
+    return dict(cycle=cycle, shown=shown, sizes=sizes, pages_of=pages_of,
+                tally=standing.Tally.of(statuses.elements()), left=left,
+                exempted_by=exempted_by, declined=declined, versions=versions, asked=asked,
+                page=page, pages=pages, per_page=PER_PAGE, tz=svc.tz, setting=svc.config.setting)
 
 
 @bp.route("/evidence/<id:cycle_id>/export.csv")
