@@ -1,18 +1,24 @@
-"""Evidence for an inspector: each cycle's CSV export (the report's columns plus the confirmation
-evidence: method, recorded by, date signed, where the paper is kept, note) and a print-friendly
-page with the policy version, every confirmation and exemption."""
+"""Evidence for an inspector: each cycle's page (its people 200 a page), the same evidence with
+everyone on one page laid out for paper and as a PDF, and its CSV export (the report's columns
+plus the confirmation evidence: method, recorded by, date signed, where the paper is kept,
+note)."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
-from flask import Response, abort, render_template, stream_with_context
+from flask import (Response, abort, flash, redirect, render_template, stream_with_context,
+                   url_for)
+from flask_login import current_user
 from sqlalchemy import case, func, select
 
-from .. import policies, reports, standing
+from .. import pdf, policies, reports, standing
 from ..services import services
 from ..models import Confirmation, Cycle, Decline, Event, Policy, Request, Staff
 from . import bp, now, paging
+
+log = logging.getLogger("signoff.admin")
 
 
 @bp.route("/evidence")
@@ -59,10 +65,49 @@ def evidence_page(cycle_id: int):
     return render_template("admin/evidence.html", active="evidence", **shown)
 
 
+@bp.route("/evidence/<id:cycle_id>/print")
+def evidence_print(cycle_id: int):
+    """Everyone the cycle lists on one page, laid out for paper (A4, page numbers)."""
+    return render_template("admin/evidence_print.html", active="evidence",
+                           **_printable(cycle_id))
+
+
+@bp.route("/evidence/<id:cycle_id>/evidence.pdf")
+def evidence_pdf(cycle_id: int):
+    """The printable page as a PDF. Where WeasyPrint cannot load (no Pango), the printable page
+    says so and leaves the PDF to the browser's Print."""
+    svc = services()
+    with svc.db.read() as session:
+        cycle = _cycle(session, cycle_id)
+        filename = f"signoff-{cycle.policy.slug}-{cycle.year}-evidence.pdf"
+    missing = pdf.missing()
+    if missing:
+        log.warning("evidence PDF not made: WeasyPrint cannot load here (%s)", missing)
+        flash("This server cannot make PDFs: WeasyPrint, which makes them, needs the Pango "
+              "library installed (see the README's dependencies). This is the same evidence as "
+              "a printable page: use your browser's Print command to print it or save it as a "
+              "PDF.", "problem")
+        return redirect(url_for("admin.evidence_print", cycle_id=cycle_id), 303)
+    html = render_template("admin/evidence_print.html", active="evidence",
+                           **_printable(cycle_id))
+    answer = pdf.response(html)
+    answer.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return answer
+
+
+def _printable(cycle_id: int) -> dict:
+    """The printable page's values: everyone, and when and by whom it was produced."""
+    svc = services()
+    moment = now()
+    with svc.db.read() as session:
+        shown = _evidence(svc, session, _cycle(session, cycle_id), moment, paged=False)
+    return dict(shown, produced_at=moment, produced_by=current_user.email)
+
+
 def _evidence(svc, session, cycle: Cycle, moment, paged: bool) -> dict:
     """What a cycle's evidence shows: the counts, the policy text, and the people by section
     with who exempted them and their declines; a page of PER_PAGE of them (?page=), or, not
-    `paged`, everyone."""
+    `paged`, everyone (the printable page)."""
     lib = svc.library(session)
     current = standing.is_current(lib, cycle, moment)
     query = standing.people(lib, moment, cycle, standing.listed(current))
