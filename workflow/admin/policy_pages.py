@@ -96,9 +96,7 @@ def _edit(policy_id: int | None):
         lib = svc.library(session)
         stored = None
         if policy_id is not None:
-            stored = session.get(Policy, policy_id)
-            if stored is None or stored.setting_id != lib.setting_id:
-                abort(404)
+            stored = _policy_or_404(session, lib, policy_id)
             # The box shows the newest text: a proposal waiting for approval, if there is one.
             version = library.newest_version(session, policy_id)
         groups = _known_groups(session)
@@ -148,22 +146,32 @@ def policy_review(policy_id: int):
     form = ReviewForm()
     with svc.db.write() as session:
         lib = svc.library(session)
-        policy = session.get(Policy, policy_id)
-        if policy is None or policy.setting_id != lib.setting_id:
-            abort(404)
+        policy = _policy_or_404(session, lib, policy_id)
         if not form.validate():
-            page = PolicyForm(formdata=None)
-            _fill(page, policy, library.newest_version(session, policy_id))
-            return _form_page(page, policy, lib, _known_groups(session),
-                              problem="The review date was not changed: please fix the problems "
-                                      "shown below.", versions=_versions(session, policy),
-                              session=session, review_form=form), 400
+            return _shown_again(session, lib, policy, "The review date was not changed",
+                                review_form=form)
         reviews.set_review(session, policy, on=form.on.data, reason=form.reason.data,
                            actor=current_user.email, now=moment)
         title = policy.title
     flash(f"The {title}'s review is now due on {form.on.data:%A %-d %B %Y}. It ends with the "
           "governors' approval, recorded on this page.", "ok")
     return redirect(url_for("admin.policy_edit", policy_id=policy_id) + "#review", code=303)
+
+
+def _policy_or_404(session: Session, lib: Library, policy_id: int) -> Policy:
+    policy = session.get(Policy, policy_id)
+    if policy is None or policy.setting_id != lib.setting_id:
+        abort(404)
+    return policy
+
+
+def _shown_again(session: Session, lib: Library, policy: Policy, nothing_done: str, **forms):
+    """The policy's page again, with the form that was posted (`forms`) and its problems."""
+    page = PolicyForm(formdata=None)
+    _fill(page, policy, library.newest_version(session, policy.id))
+    return _form_page(page, policy, lib, _known_groups(session),
+                      problem=f"{nothing_done}: please fix the problems shown below.",
+                      versions=_versions(session, policy), session=session, **forms), 400
 
 
 def _new_text(version, draft: Draft) -> bool:
@@ -354,17 +362,10 @@ def policy_approve(policy_id: int):
     form = ApprovalForm(today=moment.astimezone(svc.tz).date())
     with svc.db.write() as session:
         lib = svc.library(session)
-        policy = session.get(Policy, policy_id)
-        if policy is None or policy.setting_id != lib.setting_id:
-            abort(404)
+        policy = _policy_or_404(session, lib, policy_id)
         version = library.newest_version(session, policy_id)
         if not form.validate() or version is None:
-            page = PolicyForm(formdata=None)
-            _fill(page, policy, version)
-            return _form_page(page, policy, lib, _known_groups(session),
-                              problem="No approval was recorded: please fix the problems shown "
-                                      "below.", versions=_versions(session, policy),
-                              approval=form, session=session), 400
+            return _shown_again(session, lib, policy, "No approval was recorded", approval=form)
         came, asked = library.approve(session, version, name=form.name.data,
                                       role=form.role.data, on=form.approved_on.data,
                                       minute=form.minute.data or None,
