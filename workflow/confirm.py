@@ -53,6 +53,8 @@ _PAGE = (
            Policy.schedule.label("own_schedule"), Setting.schedule.label("setting_schedule"),
            PolicyVersion.id.label("version_id"), PolicyVersion.change, PolicyVersion.note,
            PolicyVersion.in_force_at, Cycle.opens_at,
+           select(func.count(Approval.id)).where(Approval.policy_version_id == PolicyVersion.id)
+           .scalar_subquery().label("approvals"),
            PolicyVersion.sha256, PolicyVersion.statements, Confirmation.confirmed_at,
            Confirmation.method, Confirmation.statements.label("confirmed_statements"))
     .join(Request, Request.id == Link.request_id)
@@ -92,9 +94,16 @@ def _visit(token: str) -> tuple[Row, Markup, str | None]:
         if row.revoked_at is not None:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
-        approved = library.approved_line(conn.execute(_APPROVALS, {"version": row.version_id})
-                                         .all())
-        return row, policies.html(conn, row.version_id, row.sha256, row.title), approved
+        # Approvals are only ever added: a version's count of them says which line is right.
+        key = (row.version_id, row.approvals)
+        if key not in _approved:
+            _approved[key] = library.approved_line(
+                conn.execute(_APPROVALS, {"version": row.version_id}).all())
+        return row, policies.html(conn, row.version_id, row.sha256, row.title), _approved[key]
+
+
+_approved: dict[tuple[int, int], str | None] = {}  # by (version, how many approvals)
+_changes: dict[int, dict] = {}  # by version: what it changed (a version never changes)
 
 
 # The text in force before a version: what a change is shown against.
@@ -110,13 +119,16 @@ def _changed(row: Row) -> dict | None:
     the passages removed and added (policies.changes)."""
     if row.change is None or row.in_force_at < row.opens_at:
         return None
-    svc = services()
-    with svc.db.read_core() as conn:
-        older = conn.scalar(_BEFORE, {"version": row.version_id})
-        newer = conn.scalar(select(PolicyVersion.content).where(PolicyVersion.id == row.version_id))
-    return {"change": row.change, "note": row.note,
-            "when": row.in_force_at.astimezone(svc.tz),
+    if row.version_id not in _changes:
+        svc = services()
+        with svc.db.read_core() as conn:
+            older = conn.scalar(_BEFORE, {"version": row.version_id})
+            newer = conn.scalar(select(PolicyVersion.content)
+                                .where(PolicyVersion.id == row.version_id))
+        _changes[row.version_id] = {
+            "change": row.change, "note": row.note, "when": row.in_force_at.astimezone(svc.tz),
             "passages": policies.changes(older, newer) if older is not None else []}
+    return _changes[row.version_id]
 
 
 class DeclineForm(FlaskForm):
