@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import weakref
 from typing import NamedTuple
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
@@ -95,15 +96,22 @@ def _visit(token: str) -> tuple[Row, Markup, str | None]:
             raise Gone("This link has been replaced by a newer one. Please use the link in your "
                        "most recent email.")
         # Approvals are only ever added: a version's count of them says which line is right.
-        key = (row.version_id, row.approvals)
-        if key not in _approved:
-            _approved[key] = library.approved_line(
-                conn.execute(_APPROVALS, {"version": row.version_id}).all())
-        return row, policies.html(conn, row.version_id, row.sha256, row.title), _approved[key]
+        approved = _cached(svc, ("approved", row.version_id, row.approvals),
+                           lambda: library.approved_line(
+                               conn.execute(_APPROVALS, {"version": row.version_id}).all()))
+        return row, policies.html(conn, row.version_id, row.sha256, row.title), approved
 
 
-_approved: dict[tuple[int, int], str | None] = {}  # by (version, how many approvals)
-_changes: dict[int, dict] = {}  # by version: what it changed (a version never changes)
+# What the page reads once per process and database: keyed by what makes it right (a version
+# never changes; its approvals are only ever added).
+_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cached(svc, key: tuple, make):
+    found = _caches.setdefault(svc.db, {})
+    if key not in found:
+        found[key] = make()
+    return found[key]
 
 
 # The text in force before a version: what a change is shown against.
@@ -119,16 +127,17 @@ def _changed(row: Row) -> dict | None:
     the passages removed and added (policies.changes)."""
     if row.change is None or row.in_force_at < row.opens_at:
         return None
-    if row.version_id not in _changes:
-        svc = services()
+    svc = services()
+
+    def make() -> dict:
         with svc.db.read_core() as conn:
             older = conn.scalar(_BEFORE, {"version": row.version_id})
             newer = conn.scalar(select(PolicyVersion.content)
                                 .where(PolicyVersion.id == row.version_id))
-        _changes[row.version_id] = {
-            "change": row.change, "note": row.note, "when": row.in_force_at.astimezone(svc.tz),
-            "passages": policies.changes(older, newer) if older is not None else []}
-    return _changes[row.version_id]
+        return {"change": row.change, "note": row.note,
+                "when": row.in_force_at.astimezone(svc.tz),
+                "passages": policies.changes(older, newer) if older is not None else []}
+    return _cached(svc, ("changed", row.version_id), make)
 
 
 class DeclineForm(FlaskForm):
