@@ -12,7 +12,7 @@ import io
 import time_machine
 from sqlalchemy import select
 
-from admin_helpers import ADMIN, PASSWORD, policy_fields, save_policy, sign_in
+from admin_helpers import ADMIN, PASSWORD, policy_fields, post, save_policy, sign_in
 from conftest import ROOT, at, link_in
 from helpers import confirm_by_page
 from workflow import config as config_mod
@@ -63,15 +63,21 @@ class Console:
         return header, rows, page
 
     def edit_text(self, text: str, when: str) -> None:
-        """The office manager replaces the policy's text in the console."""
+        """The office manager replaces the policy's text in the console, and records the
+        governors' approval, which puts it in force."""
         with time_machine.travel(at(when), tick=False):
             client = self.app.test_client()
             assert sign_in(client).status_code == 303
             with self.app.extensions["signoff"].db.read() as session:
                 policy_id = session.scalar(select(Policy.id).filter_by(slug="social-media"))
             _, saved = save_policy(client, f"/admin/policies/{policy_id}",
-                                   {**policy_fields(client, policy_id), "text": text})
+                                   {**policy_fields(client, policy_id), "text": text,
+                                    "change": "minor", "note": "Revised wording"})
             assert saved.status_code == 303, saved.get_data(as_text=True)
+            approved = post(client, f"/admin/policies/{policy_id}/approve",
+                            {"name": "Jane Smith", "role": "Chair of Governors",
+                             "approved_on": at(when).date().isoformat()})
+            assert approved.status_code == 303, approved.get_data(as_text=True)
 
     def close(self):
         self.app.extensions["signoff"].db.dispose()

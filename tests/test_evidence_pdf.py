@@ -92,7 +92,7 @@ def test_the_printable_page_has_everyone_with_their_evidence(admin, story):
             f"{ADMIN}.") in text
     assert "2 confirmed, 1 exempt, 251 not confirmed (1 cannot confirm)." in text
     # The text the cycle asked about, and the version each confirmed.
-    assert f"Text when the cycle opened (SHA-256) {TEXT} Loaded" in text
+    assert f"This text in force when the cycle opened; in force now SHA-256 {TEXT}" in text
     # Amira, online, after saying she could not; Chloe, on paper.
     assert re.search(rf"Amira Khan Said they could not confirm “{STATEMENT}” on Wed 2 Sep 2026 "
                      rf"09:00 : {re.escape(REASON)} Then confirmed Wed 2 Sep 2026 09:30 "
@@ -137,6 +137,23 @@ def test_the_pdf_is_the_printable_page_as_a_download(admin, story):
         assert f"Page {n} of {len(pages)}" in page
         assert "Test Nursery · Use of Social Media Policy: 2026 review" in page
     assert "Sign out" not in every and "Download it as a PDF" not in every.lower()
+
+
+def test_a_cycle_too_large_for_a_pdf_here_leads_to_the_printable_page_saying_so(admin, story,
+                                                                              monkeypatch):
+    """Above PDF_MAX people a PDF takes minutes in the request (3 minutes and 1.9 GB at 50,000):
+    the link is not offered, and the address says to print the page to PDF. The limit is made
+    small here rather than the roster large."""
+    from workflow.admin import evidence
+
+    monkeypatch.setattr(evidence, "PDF_MAX", 250)
+    page = flat(admin.get(f"/admin/evidence/{story}").get_data(as_text=True))
+    assert "download it as a PDF" not in page and "made here for up to 250 people" in page
+    answer = admin.get(f"/admin/evidence/{story}/evidence.pdf")
+    assert answer.status_code == 303
+    assert answer.headers["Location"].endswith(f"/admin/evidence/{story}/print")
+    shown = flat(admin.get(answer.headers["Location"]).get_data(as_text=True))
+    assert "This cycle lists 254 people: a PDF of more than 250 takes minutes" in shown
 
 
 def _cycle_id(app) -> int:
