@@ -151,10 +151,11 @@ def test_evidence_page_and_csv_export(admin, app, smtp):
     assert rows["chloe@example.org"]["method"] == "paper"
     # A paper sign-off's evidence, in columns after every earlier one; then a decline's.
     header = export.get_data(as_text=True).splitlines()[0].split(",")
-    assert header[-15:] == ["method", "ip_address", "user_agent", "exempt_reason", "recorded_by",
+    assert header[-16:] == ["method", "ip_address", "user_agent", "exempt_reason", "recorded_by",
                             "signed_on", "paper_kept", "note", "declined_at",
                             "decline_statement", "decline_reason", "decline_outcome",
-                            "decline_resolution", "earlier_confirmed_at", "earlier_version"]
+                            "decline_resolution", "earlier_confirmed_at", "earlier_version",
+                            "version_approved"]
     chloe = rows["chloe@example.org"]
     assert (chloe["recorded_by"], chloe["signed_on"], chloe["paper_kept"], chloe["note"]) == (
         ADMIN, "2026-09-01", "Staff file", "Signed in the office")

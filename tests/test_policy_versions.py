@@ -84,6 +84,9 @@ def test_a_new_text_reaches_staff_only_once_the_governors_approve_it(setup, cli,
         config=config))))}
     assert rows["amira@example.org"]["version"] == sha256(NEW_TEXT)
     assert rows["ben@example.org"]["version"] == sha256(NEW_TEXT)  # what his link shows now
+    assert rows["amira@example.org"]["version_approved"] == (
+        "Approved by Jane Smith, Chair of Governors, on 28 August 2026, and by Sam Patel, "
+        "Head Teacher, on 29 August 2026.")
 
 
 def test_bad_versions_and_approvals_are_refused_with_a_clear_line(setup, cli, tmp_path):

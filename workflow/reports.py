@@ -23,10 +23,12 @@ COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "rem
 # recorded it, the date on the form, where it is kept and the office's note; then the person's
 # latest "I can't confirm this", if any: when, which statement ("" for the whole policy), why,
 # and how it was resolved (reopened, excused, confirmed; "" while waiting) with the note; then
-# their latest confirmation that a material change superseded (they were asked again), if any.
+# their latest confirmation that a material change superseded (they were asked again), if any;
+# last, the approvals of the row's version, in words.
 EVIDENCE = ("method", "ip_address", "user_agent", "exempt_reason", "recorded_by", "signed_on",
             "paper_kept", "note", "declined_at", "decline_statement", "decline_reason",
-            "decline_outcome", "decline_resolution", "earlier_confirmed_at", "earlier_version")
+            "decline_outcome", "decline_resolution", "earlier_confirmed_at", "earlier_version",
+            "version_approved")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Row:
     decline_resolution: str = ""
     earlier_confirmed_at: str = ""
     earlier_version: str = ""
+    version_approved: str = ""
     standing: str = ""  # the console's status (overdue, inactive…), for the counts; not a column
 
 
@@ -117,13 +120,15 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
              .outerjoin(decline, decline.id == newest.c.id)
              .outerjoin(superseded, superseded.c.request_id == Request.id)
              .outerjoin(earlier, earlier.id == superseded.c.id))
+    approved = {v.sha256: library.approved_line(v.approvals) or "" for v in session.scalars(
+        select(PolicyVersion).where(PolicyVersion.policy_id == policy.id))}
     # yield_per: rows are made as they are read, not all first (a 50,000-row CSV streams).
     for (staff, req, conf, status, _, _, first, last, count, last_status,
          last_error, dec, old) in session.execute(query.execution_options(yield_per=500)):
+        version = (conf.version_sha256 if conf
+                   else pending_version.sha256 if pending_version else "")
         yield Row(
-            name=staff.name, email=staff.email, policy=policy.slug,
-            version=(conf.version_sha256 if conf
-                     else pending_version.sha256 if pending_version else ""),
+            name=staff.name, email=staff.email, policy=policy.slug, version=version,
             status=standing.REPORTED.get(status, status), first_sent_at=iso(first),
             reminders_sent=count or 0, last_sent_at=iso(last),
             escalated="yes" if req is not None and req.escalated_at else "no",
@@ -144,6 +149,7 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
             decline_resolution=(dec.resolution or "") if dec else "",
             earlier_confirmed_at=iso(old.confirmed_at) if old else "",
             earlier_version=old.version_sha256 if old else "",
+            version_approved=approved.get(version, ""),
             standing=status)
 
 
