@@ -31,8 +31,11 @@ def tick(setup, cli, smtp):
         before = len(smtp.inbox)
         result = cli("tick", "--at", at(when).isoformat(), config=config)
         assert result.exit_code == 0, result.output
+        # A policy's review reminder to the head teacher falls due a year after `init`, on the
+        # day the suite runs: not what these calendars are about.
         return sorted((m["To"].addresses[0].addr_spec, kind(m))
-                      for m in smtp.inbox.messages[before:])
+                      for m in smtp.inbox.messages[before:]
+                      if "due for review" not in m["Subject"])
     return run
 
 
