@@ -97,10 +97,8 @@ def test_bad_versions_and_approvals_are_refused_with_a_clear_line(setup, cli, tm
     for args, says in (
             (("version", "nope", str(tmp_path / "new.md"), "--minor", "--note", "n"),
              "no policy 'nope'"),
-            (("version", "social-media", str(tmp_path / "new.md")),
-             "say whether the new text is a --material or a --minor change"),
-            (("version", "social-media", str(tmp_path / "new.md"), "--material"),
-             "with a --note of what it changes"),
+            (("version", "social-media", str(tmp_path / "new.md"), "--note", "x" * 1001),
+             "--note: keep it under 1,000 characters"),
             (("version", "social-media", str(tmp_path / "missing.md"), "--minor", "--note", "n"),
              "cannot read it"),
             (("version", "social-media", str(tmp_path / "policy.pdf"), "--minor", "--note", "n"),
@@ -120,6 +118,9 @@ def test_bad_versions_and_approvals_are_refused_with_a_clear_line(setup, cli, tm
     said = _ok(cli("policy", "version", "social-media", str(config.parent / "policy.md"),
                    "--minor", "--note", "none", config=config))
     assert "nothing to propose" in said
+    # Without --minor a change is material, the safe default: everyone is asked again.
+    said = _ok(cli("policy", "version", "social-media", str(tmp_path / "new.md"), config=config))
+    assert "a material change" in said and "asked again" in said
 
 
 def test_a_word_document_becomes_the_text_keeping_its_headings_lists_and_emphasis(

@@ -371,26 +371,27 @@ def policy_list(ctx: Context) -> None:
 @policy.command("version")
 @click.argument("slug")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--material", "change", flag_value="material",
-              help="It changes what staff must do: once approved, everyone who confirmed the "
-                   "older text this cycle is asked again, and shown what changed.")
+@click.option("--material", "change", flag_value="material", default=True,
+              help="It changes what staff must do (the default): once approved, everyone who "
+                   "confirmed the older text this cycle is asked again, and shown what changed.")
 @click.option("--minor", "change", flag_value="minor",
               help="Wording only: confirmations of the older text stand.")
-@click.option("--note", default=None, help="What the new text changes (required), shown to staff.")
+@click.option("--note", default=None, help="What the new text changes, shown to staff.")
 @pass_ctx
 def policy_version(ctx: Context, slug: str, file: Path, change: str | None,
                    note: str | None) -> None:
-    """Propose a new text for policy SLUG from FILE (Word .docx, Markdown or text), a --material
-    or --minor change with a --note of what it changes. It reaches staff once approved
-    (`signoff policy approve`); the statements stay as they are."""
+    """Propose a new text for policy SLUG from FILE (Word .docx, Markdown or text): a --material
+    change (the default, the safe one: everyone is asked again) or a --minor one, with a --note
+    of what it changes. It reaches staff once approved (`signoff policy approve`); the
+    statements stay as they are."""
     from . import events, library, policies
     from .models import Policy
 
     svc = ctx.ready()
-    note = " ".join((note or "").split())
-    if change is None or not note or len(note) > 1000:
-        _fail(click.get_current_context(), "say whether the new text is a --material or a "
-              "--minor change, with a --note of what it changes (under 1,000 characters)", 2)
+    change = "material" if change is True else change
+    note = " ".join((note or "").split()) or None
+    if note is not None and len(note) > 1000:
+        _fail(click.get_current_context(), "--note: keep it under 1,000 characters", 2)
     try:
         raw = file.read_bytes()
     except OSError as exc:
