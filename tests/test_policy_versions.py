@@ -264,3 +264,35 @@ def test_a_material_change_once_approved_asks_those_who_confirmed_again_and_show
         _ok(cli("tick", "--at", at(when).isoformat(), config=config))
         assert sorted(m["To"].addresses[0].addr_spec
                       for m in smtp.inbox.messages[before:]) == expected, when
+
+
+def test_the_console_takes_a_new_text_from_a_word_document(admin, app, smtp, tmp_path):
+    """The office uploads the policy as the school keeps it, in Word: the form's box shows it as
+    Markdown, headings and lists kept, ready to preview and save as a proposal."""
+    import docx
+    from sqlalchemy import select
+
+    from workflow.models import Policy
+
+    document = docx.Document()
+    document.add_heading("Use of Social Media Policy", 1)
+    document.add_heading("Photographs", 2)
+    document.add_paragraph("Never on a personal phone.", style="List Bullet")
+    document.save(tmp_path / "policy.docx")
+    with app.extensions["signoff"].db.read() as session:
+        policy_id = session.scalar(select(Policy.id).where(Policy.slug == "social-media"))
+    fields = {**policy_fields(admin, policy_id), "change": "material",
+              "note": "Photographs", "action": "preview",
+              "upload": ((tmp_path / "policy.docx").open("rb"), "policy.docx")}
+    preview = post(admin, f"/admin/policies/{policy_id}", fields,
+                   content_type="multipart/form-data")
+    assert preview.status_code == 200, preview.get_data(as_text=True)
+    page = preview.get_data(as_text=True)
+    assert "## Photographs" in page and "- Never on a personal phone" in page
+    assert "The new text is proposed, not sent" in flat(page)
+    broken = {**fields, "upload": (io.BytesIO(b"not a zip"), "policy.docx")}
+    refused = post(admin, f"/admin/policies/{policy_id}", broken,
+                   content_type="multipart/form-data")
+    assert refused.status_code == 400
+    assert "policy.docx could not be read as a Word document" in flat(
+        refused.get_data(as_text=True))
