@@ -250,6 +250,5 @@ def test_the_dashboard_says_how_many_wait_and_until_when(setting, cli, mail, tmp
     finally:
         app.extensions["signoff"].db.dispose()
     assert "3 emails waiting: all sent by Tue 1 Sep 09:05 at 30 a minute" in page
-    # And the next scheduled send, the three follow-ups of a week on, at the same pace.
-    assert ("Within the mail provider's limits: 3 emails waiting: all sent by Tue 8 Sep 08:00 "
-            "at 30 a minute.") in page
+    # The next send is what is queued: the plan, the dashboard and the tick agree on it.
+    assert "First reminder of the Use of Social Media Policy to 3 people (queued)" in page

@@ -118,6 +118,20 @@ def test_each_policy_asks_its_own_audience_on_its_own_schedule(setup, cli, smtp)
     assert "2026-09-15 Tue 08:00  follow-up 2" in plan  # the social media policy's second
 
 
+def _dropped(config) -> list[str]:
+    from workflow import config as config_mod
+    from workflow.db import Database
+    from workflow.models import Request, Staff
+
+    db = Database(config_mod.load(config).database.url)
+    try:
+        with db.read() as session:
+            return list(session.scalars(select(Staff.email).join(Request).where(
+                Request.dropped_at.is_not(None))))
+    finally:
+        db.dispose()
+
+
 def test_changing_groups_mid_cycle_asks_for_what_now_applies_and_stops_the_rest(
         setup, cli, smtp, app_for):
     config = setup(GROUPED, extra=LONE_WORKING)
@@ -130,9 +144,11 @@ def test_changing_groups_mid_cycle_asks_for_what_now_applies_and_stops_the_rest(
     path.write_text("name,email,groups\nBen Lewis,ben@example.org,teaching\n"
                     "Chloe Evans,chloe@example.org,site\n")
     assert cli("staff", "import", str(path), config=config).exit_code == 0
+    # The import acts at once: Ben's Lone Working request no longer applies.
+    assert _dropped(config) == ["ben@example.org"]
     before = len(smtp.inbox)
     result = _tick(cli, config, "2026-09-09 08:00")
-    assert "1 no longer apply" in result.output
+    assert "no longer apply" not in result.output
     assert [(to, "Lone Working" in s) for to, s in _about(smtp.inbox, before)] == [
         ("chloe@example.org", True)]
     # No follow-up for Ben's; Chloe's comes 3 days after hers (Saturday 12th: on Monday).
@@ -269,7 +285,8 @@ def test_a_closure_added_in_the_console_moves_the_coming_sends(admin, cli, conso
     assert saved.status_code == 303
     plan = cli("plan", "--from", at("2026-09-02 12:00").isoformat(), "--to",
                at("2026-09-10 00:00").isoformat(), config=console).output
-    assert "2026-09-09 Wed 08:00  follow-up 1" in plan and "after Staff training" in plan
+    # Closed days do not count: 7 open days after 1 September is Wednesday 9 September.
+    assert "2026-09-09 Wed 08:00  follow-up 1" in plan and "not counting Staff training" in plan
     listed = admin.get("/admin/closures").get_data(as_text=True)
     assert "Staff training: Tue 8 Sep 2026" in listed
 

@@ -38,6 +38,32 @@ class Calendar:
         """The closure `day` falls in (e.g. "Christmas holiday"), if any."""
         return next((c.name for c in self.closures if c.first <= day <= c.last), None)
 
+    @cached_property
+    def _closed_spans(self) -> list[tuple[dt.date, dt.date]]:
+        """The closures merged where they touch or overlap, in order."""
+        spans: list[list[dt.date]] = []
+        for c in sorted(self.closures, key=lambda c: c.first):
+            if spans and c.first <= spans[-1][1] + dt.timedelta(days=1):
+                spans[-1][1] = max(spans[-1][1], c.last)
+            else:
+                spans.append([c.first, c.last])
+        return [(a, b) for a, b in spans]
+
+    def _closed_days(self, after: dt.date, upto: dt.date) -> int:
+        """How many days after `after`, up to and including `upto`, the setting is closed."""
+        return sum(max(0, (min(last, upto) - max(first, after + dt.timedelta(days=1))).days + 1)
+                   for first, last in self._closed_spans)
+
+    def open_days_after(self, day: dt.date, days: int) -> dt.date:
+        """The day `days` days after `day`, counting only days the setting is open: a closure's
+        days do not count (weekends and public holidays do). Jumps closure by closure, so a long
+        closure costs no more than a short one."""
+        while days > 0:
+            later = day + dt.timedelta(days=days)
+            days = self._closed_days(day, later)
+            day = later
+        return day
+
     def send_day(self, day: dt.date) -> dt.date:
         """The day a send planned for `day` actually goes, and a date to confirm by moves to: the
         next day the setting is open (and, with `working_days_only`, a working day)."""

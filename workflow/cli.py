@@ -183,7 +183,7 @@ def staff() -> None:
 @pass_ctx
 def staff_import(ctx: Context, file: Path, full: bool, dry_run: bool) -> None:
     """Upsert the roster from a staff list (CSV as schools export it); all or nothing."""
-    from . import library, policies, roster
+    from . import library, policies, requests, roster
 
     try:
         data = file.read_bytes()
@@ -205,6 +205,8 @@ def staff_import(ctx: Context, file: Path, full: bool, dry_run: bool) -> None:
         setting_id = library.ensure_setting(session, svc.config).id
         result = roster.apply(session, setting_id, parsed.rows, now,
                               actor=f"import:{file.name}", full=full)
+        session.flush()
+        requests.after_change(session, svc.library(session), now)
     click.echo(f"{file}: {result.summary()}")
     for line in result.inactive_lines():  # who stops getting reminders is never a surprise
         click.echo(line)
@@ -291,8 +293,10 @@ def tick(ctx: Context, at: dt.datetime | None) -> None:
 @cli.command()
 @click.option("--from", "start", type=When(), help="Start of the timeline (default: now).")
 @click.option("--to", "end", type=When(), help="End of the timeline (default: 8 weeks on).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv"]), default="text",
+              show_default=True, help="csv: one row per policy named in each email, and per digest.")
 @pass_ctx
-def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None) -> None:
+def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None, fmt: str) -> None:
     """Dry run: the dated timeline of what would be sent, to whom, and why."""
     from . import timeline
 
@@ -302,7 +306,9 @@ def plan(ctx: Context, start: dt.datetime | None, end: dt.datetime | None) -> No
     if end <= start:
         _fail(click.get_current_context(), "--to must be after --from", 2)
     with svc.db.read() as session:
-        for line in timeline.render(svc, session, start, end):
+        lines = (timeline.render if fmt == "text" else timeline.render_csv)(svc, session,
+                                                                             start, end)
+        for line in lines:
             click.echo(line)
 
 

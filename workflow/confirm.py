@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from . import declines, events, library, mailer, policies, standing, tokens
+from . import declines, events, library, mailer, policies, requests, standing, tokens
 from .services import services
 from .models import (Approval, Confirmation, Cycle, Link, Policy, PolicyVersion, Request,
                      Setting, Staff)
@@ -287,9 +287,8 @@ def record(svc, request_id: int, version, *, method: str, now: dt.datetime, ip: 
                                      statements=list(version.statements), method=method,
                                      ip_address=ip, user_agent=agent, recorded_by=actor,
                                      reason=reason, signed_on=signed_on, paper_kept=paper_kept))
-            req.closed_at = now
-            req.next_check_at = None
-            declines.confirmed(session, req, now, actor or "staff")
+            if requests.confirm(req, now):
+                declines.confirmed(session, req, now, actor or "staff")
             events.record(session, "confirmed", now, actor=actor or "staff", staff_id=req.staff_id,
                           request_id=request_id, method=method, version=version.sha256, ip=ip,
                           reason=reason, signed_on=signed_on.isoformat() if signed_on else None,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import events, outbox
+from . import events, outbox, requests
 from .models import Cycle, Decline, Policy, Request, Staff
 from .services import Services
 
@@ -32,10 +32,7 @@ def record(svc: Services, request_id: int, *, statement: str | None, reason: str
     recorded. Queues the head teacher's email in the same transaction."""
     head = svc.config.head_teacher
     with svc.db.write() as session:
-        closed = session.execute(
-            update(Request).where(Request.id == request_id, Request.closed_at.is_(None))
-            .values(declined_at=now, closed_at=now, next_check_at=None)).rowcount
-        if not closed:
+        if not requests.decline(session, request_id, now):
             return False
         decline = Decline(request_id=request_id, declined_at=now, statement=statement,
                           reason=reason, ip_address=ip, user_agent=agent)
@@ -65,21 +62,17 @@ def resolve(session: Session, req: Request, *, outcome: str, note: str, actor: s
     decline = open_decline(session, req.id)
     decline.resolved_at, decline.resolved_by = now, actor
     decline.outcome, decline.resolution = outcome, note
-    req.declined_at = None
     if outcome == "reopened":
-        req.closed_at, req.next_check_at = None, now
+        requests.reopen(req, now)
     else:
-        req.exempt_at, req.exempt_reason = now, f"Could not confirm: {decline.reason} — {note}"
+        requests.excuse(req, f"Could not confirm: {decline.reason} — {note}", now)
     events.record(session, "decline_resolved", now, actor=actor, staff_id=req.staff_id,
                   request_id=req.id, outcome=outcome, note=note)
     return decline
 
 
 def confirmed(session: Session, req: Request, now: dt.datetime, actor: str) -> None:
-    """They confirmed after all: an open decline is resolved by it."""
-    if req.declined_at is None:
-        return
-    req.declined_at = None
+    """They confirmed after all: their open decline is resolved by it."""
     decline = open_decline(session, req.id)
     if decline is not None:
         decline.resolved_at, decline.resolved_by = now, actor

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import events, planner, sends, standing
+from . import planner, sends, standing
 from .library import Library
 from .services import Services
 from .models import Outbox, Policy, Request, Staff
@@ -144,12 +144,3 @@ def next_due(session: Session, lib: Library, now: dt.datetime) -> dt.datetime | 
     if earliest is None:
         return None
     return planner.next_digest_due(earliest, last_digest_day(lib, session), lib.calendar)
-
-
-def mark_escalated(session: Session, row: Outbox, now: dt.datetime) -> None:
-    ids = (row.payload or {}).get("request_ids", [])
-    for request in session.scalars(select(Request).where(Request.id.in_(ids))):
-        if request.escalated_at is None:
-            request.escalated_at = now
-        events.record(session, "escalated", now, staff_id=request.staff_id, request_id=request.id,
-                      digest=row.key)

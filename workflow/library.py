@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import config as config_mod
-from . import events
+from . import events, requests
 from .calendar import Calendar
 from .config import Config, Schedule
 from .models import (Approval, Closure, Confirmation, Cycle, Policy, PolicyVersion, Request,
@@ -228,10 +228,7 @@ def ask_again(session: Session, version: PolicyVersion, now: dt.datetime) -> int
     if not found:
         return 0
     # By the query, not by ids: a cycle of 50,000 would pass more parameters than SQLite takes.
-    session.execute(update(Request).where(Request.id.in_(older)).values(
-        round=Request.round + 1, closed_at=None, stage_sent=-1, reminded_at=None,
-        last_message_at=None, overdue_at=None, escalated_at=None, due_extended_to=None,
-        next_check_at=now))
+    requests.ask_again(session, older, now)
     session.execute(update(Confirmation).where(Confirmation.request_id.in_(older),
                                                Confirmation.superseded_at.is_(None))
                     .values(superseded_at=now))

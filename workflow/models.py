@@ -234,6 +234,9 @@ class Request(Base):
     overdue_at: Mapped[dt.datetime | None]
     escalated_at: Mapped[dt.datetime | None]  # first named in a head-teacher digest
     due_extended_to: Mapped[dt.datetime | None]
+    # The date to confirm by that the latest email to the person named: a change to the rules
+    # never moves their date earlier than this (requests.confirm_by).
+    named_due: Mapped[dt.date | None] = mapped_column(Date)
     exempt_reason: Mapped[str | None] = mapped_column(Text)
     exempt_at: Mapped[dt.datetime | None]
     # The person left the policy's audience (their groups, or its audience, changed) before

@@ -17,6 +17,7 @@ ticks share.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 import smtplib
 import ssl
@@ -28,16 +29,23 @@ from typing import Any
 
 from flask_mail import BadHeaderError, Message
 from sqlalchemy import ColumnElement, bindparam, delete, distinct, exists, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from . import digest, events, library, mailer, pacing, planner, policies, tokens
+from . import digest, events, library, mailer, pacing, planner, policies, requests, tokens
 from .models import (_WAITING_SQL, WAITING, Cycle, Link, MailPace, Outbox, PolicyVersion,
                      Request, Staff, UTCDateTime)
 from .services import Services
 
+log = logging.getLogger("signoff.outbox")
 # Long enough for one message however slow the server (each SMTP step times out in
 # [mail] timeout_seconds) and its turn under max_per_minute; a killed run's claim comes back then.
 LEASE = dt.timedelta(minutes=15)
+# A sent message's outcome that the database would not take is tried again for this long, less
+# than the lease, so that no other run sends it meanwhile.
+RECORD_MARGIN = dt.timedelta(minutes=1)
+# What this process sent and could not record yet (a scheduler records it first, next tick).
+UNRECORDED: list[tuple[Claim, Composed, dt.datetime]] = []
 MAX_ATTEMPTS = 10
 BACKOFF_BASE = dt.timedelta(minutes=5)
 BACKOFF_CAP = dt.timedelta(hours=6)
@@ -69,6 +77,10 @@ class RunResult:
     @property
     def failure_lines(self) -> list[str]:
         return [f"{f['to_email']}: {f['reason']}" for f in self.failures]
+
+
+_O = Outbox.__table__.c
+_later = Outbox.__table__.alias("later").c
 
 
 def request_key(request_id: int, stage: int, round_: int = 0) -> str:
@@ -105,6 +117,25 @@ def enqueue_many(session, db_insert, now: dt.datetime, messages: list[dict]) -> 
             {"stage": None, "request_id": None, "staff_id": None, "payload": None, **m,
              "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now}
             for m in messages])
+
+
+def supersede(conn, request_ids: list[int], now: dt.datetime) -> int:
+    """A later stage was just queued for each of these requests: an earlier one still waiting (a
+    mail outage held it) is not sent as well, or the email would name the policy twice."""
+    if not request_ids:
+        return 0
+    return conn.execute(update(Outbox.__table__).where(
+        _O.request_id.in_(request_ids), _O.stage.is_not(None), _WAITING_SQL,
+        _O.claimed_until.is_(None) | (_O.claimed_until < now),
+        _O.stage < select(func.max(_later.stage)).where(
+            _later.request_id == _O.request_id, _later.status == "pending",
+            _later.stage.is_not(None)).scalar_subquery())
+        .values(status="cancelled", last_error="superseded by a later reminder")).rowcount
+
+
+def digest_waiting(session) -> bool:
+    """A digest is queued and has not gone yet."""
+    return bool(session.scalar(select(exists().where(_O.kind == "digest", _WAITING_SQL))))
 
 
 # --- claiming ----------------------------------------------------------------------------------
@@ -148,7 +179,6 @@ class Claim:
         return replace(self, items=tuple(i for i in self.items if i not in gone))
 
 
-_O = Outbox.__table__.c
 _PACE = MailPace.__table__.c
 
 
@@ -257,6 +287,7 @@ class Composed:
     message: Message | None = None
     cancelled: list[tuple[Item, str]] = field(default_factory=list)
     named: list[int] = field(default_factory=list)  # a digest's overdue requests
+    due: dict[int, dt.date] = field(default_factory=dict)  # the date named for each request
 
 
 class Limits:
@@ -336,6 +367,8 @@ def deliver(svc: Services, now: dt.datetime,
     shutdown) ends the run after the message in hand, its claim handed back if it had not gone."""
     sender = Sender(svc, now, stopping or threading.Event())
     try:
+        if not sender.record_unrecorded():
+            return sender.result
         while sender.handle_one():
             pass
         if sender.queue_alert():
@@ -427,7 +460,45 @@ class Sender:
             else:
                 self._failed(job, why)
         else:
-            self._sent(job, composed)
+            self._record_sent(job, composed)
+
+    def _record_sent(self, job: Claim, composed: Composed) -> None:
+        """Record a message that went. If the database will not take it (a full disk, say), the
+        run stops: nothing else is claimed, and the outcome is written again, waiting longer each
+        time, until the database takes it or the claim's lease is nearly out; a scheduler keeps
+        it for its next tick after that (UNRECORDED). Only a process killed meanwhile leaves the
+        message to go a second time, when its lease runs out."""
+        wait, give_up = 0.25, time.monotonic() + (LEASE - RECORD_MARGIN).total_seconds()
+        while True:
+            try:
+                self._sent(job, composed)
+                return
+            except SQLAlchemyError as exc:
+                if not self.result.stopped:
+                    self.stop(f"sent an email to {job.to_email} but the database would not record "
+                              f"it ({_first_line(exc)}); it is recorded as soon as the database "
+                              "takes writes again")
+                    log.warning("%s", self.result.stopped)
+                if time.monotonic() + wait > give_up or self.stopping.is_set():
+                    UNRECORDED.append((job, composed, self.clock()))
+                    self.held = None
+                    return
+                time.sleep(wait)
+                wait = min(wait * 2, 30.0)
+
+    def record_unrecorded(self) -> bool:
+        """Before claiming anything, record what an earlier run of this process sent and could
+        not record. False if the database still will not take it (the run then stops)."""
+        while UNRECORDED:
+            job, composed, at = UNRECORDED[0]
+            try:
+                self._sent(job, composed, at)
+            except SQLAlchemyError as exc:
+                self.stop(f"the database still will not record an email sent earlier "
+                          f"({_first_line(exc)})")
+                return False
+            UNRECORDED.pop(0)
+        return True
 
     def _compose(self, job: Claim) -> Composed:
         """The email for a claim, and which of its rows are not to be sent after all."""
@@ -473,19 +544,20 @@ class Sender:
             return Composed(cancelled=cancelled)
         base_url = self.svc.config.setting.base_url
         items = [{**reminder_context(entry, row, item.stage or planner.REMINDER, self.clock()),
-                  "link": f"{base_url}/c/{item.token}"}
+                  "link": f"{base_url}/c/{item.token}", "request_id": row.id}
                  for _, item, entry, row in sorted(wanted, key=lambda w: w[0])]
         person = wanted[0][3]
         kind = job.without([item for item, _ in cancelled]).kind
         return Composed(mailer.make_message(kind, person.name, person.email,
-                                            personal_context(person, items)), cancelled)
+                                            personal_context(person, items)), cancelled,
+                        due={i["request_id"]: i["due_date"] for i in items})
 
     # --- outcomes: each its own commit ---
 
-    def _sent(self, job: Claim, composed: Composed) -> None:
+    def _sent(self, job: Claim, composed: Composed, at: dt.datetime | None = None) -> None:
         """The rows sent, each person's clock advanced, each event logged: one commit, of Core
         statements (not the ORM's unit of work: this runs for every email of the opening day)."""
-        message, at = composed.message, self.clock()
+        message, at = composed.message, at or self.clock()
         name, address = message.recipients[0]
         # What the email said: the person's address and name as they were when it went.
         sent = [{"outbox_id": item.id, "at": at, "message_id": message.msgId,
@@ -495,14 +567,15 @@ class Sender:
                 session.execute(_MARK_SENT, sent)
                 row = session.get(Outbox, job.items[0].id)
                 row.payload = {"request_ids": composed.named}
-                digest.mark_escalated(session, row, at)
+                requests.escalated(session, composed.named, at, row.key)
         else:
             with self.svc.db.write_core() as conn:
                 conn.execute(_MARK_SENT, sent)
                 personal = [item for item in job.items if item.kind in PERSONAL]
                 if personal:
-                    staff_id = _advance(conn, self.library,
-                                        [item.request_id for item in personal], at)
+                    staff_id = requests.after_outcome(conn, self.library,
+                                                      [item.request_id for item in personal], at,
+                                                      composed.due)
                     conn.execute(events.INSERT, [events.row(
                         "invited" if item.stage == planner.REMINDER else "reminded", at,
                         staff_id=staff_id, request_id=item.request_id, stage=item.stage,
@@ -531,7 +604,8 @@ class Sender:
                 row.status, row.failed_at = "failed", at
                 staff_id = None
                 if row.kind in PERSONAL:  # their clock starts all the same
-                    staff_id = _advance(session, self.library, [row.request_id], at)
+                    staff_id = requests.after_outcome(session, self.library,
+                                                      [row.request_id], at)
                 events.record(session, "delivery_failed", at, staff_id=staff_id,
                               request_id=row.request_id, message=row.kind, to=row.to_email,
                               reason=row.last_error)
@@ -554,9 +628,7 @@ class Sender:
                     # Free the key and step back, so that if they are made active again this
                     # cycle the stage is asked for afresh.
                     row.key = f"{row.key}:cancelled:{row.id}"
-                    request = session.get(Request, row.request_id)
-                    request.stage_sent = min(request.stage_sent, row.stage - 1)
-                    request.next_check_at = self.clock()
+                    requests.step_back(session, row.request_id, row.stage, self.clock())
                 _drop_link(session, item)
                 self.result.cancelled += 1
 
@@ -598,6 +670,7 @@ class Sender:
 # A person's email's requests, with what composing it reads (the person, the cycle), in one query.
 _material = aliased(PolicyVersion)
 _TO_COMPOSE = (select(Request.id, Request.closed_at, Request.reminded_at, Request.due_extended_to,
+                      Request.named_due,
                       Cycle.policy_id, Cycle.year, Staff.active, Staff.name, Staff.first_name,
                       Staff.email, Request.round,
                       # Asked again after a material change: what it changed, in its note.
@@ -614,34 +687,6 @@ _MARK_SENT = (update(Outbox.__table__).where(_O.id == bindparam("outbox_id"))
                       message_id=bindparam("message_id"), attempts=_O.attempts + 1,
                       claimed_until=None, claimed_by=None, last_error=None,
                       to_email=bindparam("to_email"), to_name=bindparam("to_name")))
-_STATE = (select(_R.id, _R.stage_sent, _R.reminded_at, _R.last_message_at, _R.due_extended_to,
-                 _R.staff_id, Cycle.opens_at, Cycle.policy_id, Staff.start_date)
-          .join(Cycle, _R.cycle_id == Cycle.id).join(Staff, _R.staff_id == Staff.id)
-          .where(_R.id.in_(bindparam("request_ids", expanding=True))))
-_ADVANCE = (update(Request.__table__).where(_R.id == bindparam("request_id"))
-            .values({name: bindparam(name, type_=UTCDateTime()) for name in
-                     ("reminded_at", "last_message_at", "overdue_at", "next_check_at")}))
-
-
-def _advance(conn, lib: library.Library, request_ids: list[int], at: dt.datetime) -> int:
-    """The person's clock in each of their requests once a message to them has had its outcome,
-    as the planner dates it on each policy's calendar. Returns the person's id."""
-    changes, staff_id = [], None
-    for row in conn.execute(_STATE, {"request_ids": request_ids}):
-        entry = lib.get(row.policy_id)
-        cal = entry.calendar if entry is not None else lib.calendar  # retired while in the outbox
-        clock = planner.after_send(planner.RequestState(
-            cycle_opens=row.opens_at, start_date=row.start_date, stage_sent=row.stage_sent,
-            reminded_at=row.reminded_at, last_message_at=row.last_message_at,
-            due_extended_to=row.due_extended_to), cal, at)
-        changes.append({"request_id": row.id, "reminded_at": clock.reminded_at,
-                        "last_message_at": clock.last_message_at,
-                        "overdue_at": clock.overdue_at, "next_check_at": clock.next_check_at})
-        staff_id = row.staff_id
-    conn.execute(_ADVANCE, changes)
-    return staff_id
-
-
 def _drop_link(session: Session, item: Item) -> None:
     if item.link_sha256 is not None:
         session.execute(delete(Link.__table__).where(Link.token_sha256 == item.link_sha256))
@@ -653,11 +698,15 @@ def reminder_context(entry: library.Entry, request: Any, stage: int,
     its `reminded_at` and `due_extended_to`): one item of the person's email. Its `link` is added
     by whoever has one."""
     cal = entry.calendar
+    due = requests.due_on(request.reminded_at or now, request.due_extended_to,
+                          getattr(request, "named_due", None), cal)
     return {
         "policy": entry,
         "stage": stage,
         "stage_label": planner.stage_label(stage),
-        "due_date": planner.due_date(request.reminded_at or now, cal, request.due_extended_to),
+        "due_date": due,
+        # After downtime a follow-up may go once its date has passed: it says so, not the date.
+        "due_passed": due < cal.local_date(now),
         "first_sent": request.reminded_at.astimezone(cal.tz) if request.reminded_at else None,
         "policy_note": entry.reminder_note,
         # Asked again this cycle: the policy changed since they confirmed it.
@@ -670,7 +719,13 @@ def personal_context(person: Any, items: list[dict[str, Any]]) -> dict[str, Any]
     """A person's email: each policy's item (see reminder_context), the earliest date to confirm
     by first for the subject; one item's keys at the top too, for the one-policy wording."""
     return {**items[0], "person": person, "greeting": mailer.greeting_name(person),
-            "items": items, "first_due": min(item["due_date"] for item in items)}
+            "items": items, "first_due": min(item["due_date"] for item in items),
+            "first_passed": any(item.get("due_passed") for item in items)}
+
+
+def _first_line(exc: Exception) -> str:
+    """A database error in a line, without SQLAlchemy's statement and background link."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
 
 
 def _open() -> mailer.MailConnection:

@@ -34,17 +34,7 @@ class RequestState:
     reminded_at: dt.datetime | None = None  # when the first reminder reached its outcome
     last_message_at: dt.datetime | None = None
     due_extended_to: dt.datetime | None = None  # an admin's extension of the date to confirm by
-
-
-@dataclass(frozen=True)
-class Clock:
-    """A request's dates once a message to the person has had its outcome (sent, or failed for
-    good): the first one starts the clock that follow-ups and the date to confirm by count from."""
-
-    reminded_at: dt.datetime
-    last_message_at: dt.datetime
-    overdue_at: dt.datetime
-    next_check_at: dt.datetime | None
+    named_due: dt.date | None = None  # the date to confirm by an email to them has named
 
 
 # Each date is planned for a local day, then moved to a day a scheduled send may use (cal.slot):
@@ -63,7 +53,8 @@ def first_reminder_due(state: RequestState, cal: Calendar) -> dt.datetime:
 
 
 def followup_day(reminded_at: dt.datetime, stage: int, cal: Calendar) -> dt.date:
-    return cal.local_date(reminded_at) + dt.timedelta(days=cal.schedule.reminder_after_days[stage - 1])
+    return cal.open_days_after(cal.local_date(reminded_at),
+                               cal.schedule.reminder_after_days[stage - 1])
 
 
 def followup_due(reminded_at: dt.datetime, stage: int, cal: Calendar) -> dt.datetime:
@@ -73,14 +64,14 @@ def followup_due(reminded_at: dt.datetime, stage: int, cal: Calendar) -> dt.date
 def due_date(reminded_at: dt.datetime | None, cal: Calendar,
              extended_to: dt.datetime | None = None) -> dt.date | None:
     """The date a reminder asks the person to confirm by: `escalate_after_days` after the day of
-    their first reminder (moved, as a send is, to a day one may go), or the day an admin extended
-    it to. None while neither is known (the first reminder has not gone)."""
+    their first reminder, counting only days the setting is open (moved, as a send is, to a day
+    one may go), or the day an admin extended it to. None while neither is known (the first reminder has not gone)."""
     if extended_to is not None:
         return cal.local_date(extended_to)
     if reminded_at is None:
         return None
-    return cal.send_day(cal.local_date(reminded_at)
-                        + dt.timedelta(days=cal.schedule.escalate_after_days))
+    return cal.send_day(cal.open_days_after(cal.local_date(reminded_at),
+                                            cal.schedule.escalate_after_days))
 
 
 def overdue_at(reminded_at: dt.datetime, cal: Calendar,
@@ -158,12 +149,10 @@ def queue(state: RequestState, cal: Calendar,
     return stage, state, next_check(state, cal, now)
 
 
-def after_send(state: RequestState, cal: Calendar, sent_at: dt.datetime) -> Clock:
-    """The request's clock once a message to the person went (or failed for good) at `sent_at`."""
-    after = replace(state, reminded_at=state.reminded_at or sent_at, last_message_at=sent_at)
-    return Clock(reminded_at=after.reminded_at, last_message_at=sent_at,
-                 overdue_at=overdue_at(after.reminded_at, cal, state.due_extended_to),
-                 next_check_at=next_check(after, cal, sent_at))
+def after_send(state: RequestState, sent_at: dt.datetime) -> RequestState:
+    """The request once a message to the person went (or failed for good) at `sent_at`: the
+    first one starts the clock that follow-ups and the date to confirm by count from."""
+    return replace(state, reminded_at=state.reminded_at or sent_at, last_message_at=sent_at)
 
 
 def next_digest_day(earliest_overdue: dt.datetime, last_digest_day: dt.date | None,
@@ -262,4 +251,4 @@ def _in_flight(state: RequestState, start: dt.datetime) -> RequestState:
 
 
 def _sent(state: RequestState, stage: int, at: dt.datetime) -> RequestState:
-    return replace(state, stage_sent=stage, reminded_at=state.reminded_at or at, last_message_at=at)
+    return after_send(replace(state, stage_sent=stage), at)

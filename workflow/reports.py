@@ -12,12 +12,13 @@ from typing import Iterator
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
-from . import library, sends, standing
+from . import library, requests, sends, standing
+from .calendar import Calendar
 from .services import Services
 from .models import Confirmation, Cycle, Decline, Policy, PolicyVersion, Request
 
 COLUMNS = ("name", "email", "policy", "version", "status", "first_sent_at", "reminders_sent",
-           "last_sent_at", "escalated", "confirmed_at", "delivery")
+           "last_sent_at", "escalated", "confirmed_at", "delivery", "confirm_by")
 # The evidence of each confirmation and exemption, after the contract's columns: how (self or
 # paper), the browser's address and agent, an exemption's reason, and for a paper sign-off who
 # recorded it, the date on the form, where it is kept and the office's note; then the person's
@@ -44,6 +45,7 @@ class Row:
     escalated: str
     confirmed_at: str
     delivery: str
+    confirm_by: str = ""  # the date their latest reminder named, or their first will name
     method: str = ""  # EVIDENCE, after the contract's columns
     ip_address: str = ""
     user_agent: str = ""
@@ -68,9 +70,12 @@ def rows(svc: Services, session: Session, now: dt.datetime) -> Iterator[Row]:
     not. A pending person's version is the text their link shows today."""
     lib = svc.library(session)
     for policy in standing.in_use(lib, session):
+        entry = lib.get(policy.id)
+        cycle = standing.current_cycle(lib, session, policy, now)
+        opens = cycle.opens_at if cycle else entry.calendar.cycle_opens(entry.cycle_year(now))
         yield from _rows(svc, session, now, policy,
                          standing.people(lib, now).where(Policy.id == policy.id),
-                         library.current_version(session, policy.id))
+                         library.current_version(session, policy.id), entry.calendar, opens)
 
 
 def cycle_rows(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) -> Iterator[Row]:
@@ -79,7 +84,9 @@ def cycle_rows(svc: Services, session: Session, cycle: Cycle, now: dt.datetime) 
     (`cycle_version`), not whatever is current today."""
     lib = svc.library(session)
     query = standing.people(lib, now, cycle, standing.listed(standing.is_current(lib, cycle, now)))
-    yield from _rows(svc, session, now, cycle.policy, query, cycle_version(session, cycle))
+    entry = lib.get(cycle.policy_id)
+    yield from _rows(svc, session, now, cycle.policy, query, cycle_version(session, cycle),
+                     entry.calendar if entry is not None else lib.calendar, cycle.opens_at)
 
 
 def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
@@ -96,7 +103,8 @@ def cycle_version(session: Session, cycle: Cycle) -> PolicyVersion | None:
 
 
 def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, query: Select,
-          pending_version: PolicyVersion | None) -> Iterator[Row]:
+          pending_version: PolicyVersion | None, cal: Calendar,
+          opens: dt.datetime) -> Iterator[Row]:
     """One row per person that `query` (a `standing.people` select of `policy`) finds, with
     what had been sent to them by `now`."""
     tz = svc.tz
@@ -134,6 +142,7 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
             escalated="yes" if req is not None and req.escalated_at else "no",
             confirmed_at=iso(conf.confirmed_at) if conf else "",
             delivery=sends.problem(last_status, last_error) or "ok",
+            confirm_by=_day(requests.confirm_by_of(req, staff.start_date, cal, opens, now)),
             method=conf.method if conf else "", ip_address=(conf.ip_address or "") if conf else "",
             user_agent=(conf.user_agent or "") if conf else "",
             exempt_reason=(req.exempt_reason or "") if req is not None else "",
@@ -151,6 +160,10 @@ def _rows(svc: Services, session: Session, now: dt.datetime, policy: Policy, que
             earlier_version=old.version_sha256 if old else "",
             version_approved=approved.get(version, ""),
             standing=status)
+
+
+def _day(day: dt.date | None) -> str:
+    return day.isoformat() if day is not None else ""
 
 
 def to_csv(report: Iterator[Row]) -> str:

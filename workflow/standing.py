@@ -9,13 +9,15 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
-from .library import Library
 from .models import Confirmation, Cycle, Policy, PolicyAudience, Request, Staff, StaffGroup
+
+if TYPE_CHECKING:
+    from .library import Library
 
 STATUSES = ("confirmed", "exempt", "dropped", "declined", "inactive", "overdue", "pending")
 # The statuses a count is made of. Someone inactive (asked, then left without confirming or being
@@ -199,7 +201,7 @@ def tallies(lib: Library, session: Session, now: dt.datetime) -> dict[int, Tally
 
 # A person's state in a cycle, as the timeline plans it (timeline._state reads it in this order).
 STATE = (Staff.start_date, Request.stage_sent, Request.reminded_at, Request.last_message_at,
-         Request.due_extended_to)
+         Request.due_extended_to, Request.named_due)
 
 
 def tallies_and_states(lib: Library, session: Session, now: dt.datetime

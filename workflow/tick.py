@@ -12,9 +12,9 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy import bindparam, select, update
 
-from . import digest, events, library, outbox, pacing, planner, reviews, roster, standing
+from . import digest, events, library, outbox, pacing, planner, requests, reviews, roster
 from .models import Cycle, Request, Staff, TickRun, UTCDateTime
 from .services import Services
 
@@ -99,9 +99,10 @@ def run(svc: Services, now: dt.datetime, stopping: threading.Event | None = None
 
 def _queue_digest(svc: Services, session, lib: library.Library, now: dt.datetime) -> bool:
     """The head teacher's digest, if one is due. Keyed by the day it goes, not the day it was
-    due: after downtime, one digest, not a backlog."""
+    due: after downtime, one digest, not a backlog. One at a time: while a digest waits (the
+    server asked us to slow down), the next is not queued beside it, or both would go at once."""
     due = digest.next_due(session, lib, now)
-    if due is None or due > now:
+    if due is None or due > now or outbox.digest_waiting(session):
         return False
     head = svc.config.head_teacher
     outbox.enqueue(session, svc.db.insert, key=f"digest:{lib.calendar.local_date(now).isoformat()}",
@@ -132,59 +133,18 @@ def _open_cycles(svc: Services, session, lib: library.Library, now: dt.datetime,
 
 def _ask_everyone(svc: Services, session, setting_id: int, cycles: list[Cycle],
                   now: dt.datetime) -> int:
-    """A request for every active person in the policy's audience who has none in the cycle (new
-    starters included), due to be looked at now: _queue_due() then plans each one. Returns how
-    many were made.
-
-    NOT IN rather than NOT EXISTS: PostgreSQL then reads the cycle's requests once, into a hash.
-    Planned as an anti-join instead, on a cycle with no requests yet (its opening day), it may
-    choose a nested loop that rescans the rows this very statement is inserting: quadratic in the
-    number of staff.
-    """
-    added = 0
-    for cycle in cycles:
-        asked = select(Request.staff_id).where(Request.cycle_id == cycle.id)
-        missing = (select(literal(cycle.id), Staff.id, literal(now, _WHEN), literal(-1),
-                          literal(now, _WHEN))
-                   .where(Staff.setting_id == setting_id, Staff.active, Staff.id.not_in(asked),
-                          standing.in_audience(cycle.policy_id)))
-        added += session.execute(svc.db.insert(Request.__table__).from_select(
-            ["cycle_id", "staff_id", "created_at", "stage_sent", "next_check_at"],
-            missing)).rowcount or 0
-    return added
+    """A request for every active person in each policy's audience who has none in its cycle (new
+    starters included), due to be looked at now: _queue_due() then plans each one."""
+    return sum(requests.ask_missing(session, svc.db.insert, setting_id, cycle, now)
+               for cycle in cycles)
 
 
 def _follow_audiences(svc: Services, session, lib: library.Library, cycles: list[Cycle],
                       now: dt.datetime) -> int:
-    """Stop chasing whoever has left a policy's audience (their groups or its audience changed):
-    their open request is closed as no longer applying, kept with its history. Someone back in
-    the audience has theirs opened again, to be looked at now. Returns how many were closed."""
-    dropped = 0
-    for cycle in cycles:
-        inside = standing.in_audience(cycle.policy_id)
-        # A policy for everyone has nobody outside its audience: its open requests are not read.
-        leaving = [] if not lib.get(cycle.policy_id).audience else session.execute(
-            select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
-            .where(Request.cycle_id == cycle.id, Request.closed_at.is_(None), ~inside)).all()
-        if leaving:
-            session.execute(update(Request.__table__)
-                            .where(_R.id.in_([rid for rid, _ in leaving]))
-                            .values(dropped_at=now, closed_at=now, next_check_at=None))
-            for rid, staff_id in leaving:
-                events.record(session, "no_longer_applies", now, staff_id=staff_id,
-                              request_id=rid, policy=cycle.policy.slug)
-            dropped += len(leaving)
-        back = session.execute(
-            select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
-            .where(Request.cycle_id == cycle.id, Request.dropped_at.is_not(None), inside)).all()
-        if back:
-            session.execute(update(Request.__table__)
-                            .where(_R.id.in_([rid for rid, _ in back]))
-                            .values(dropped_at=None, closed_at=None, next_check_at=now))
-            for rid, staff_id in back:
-                events.record(session, "applies_again", now, staff_id=staff_id, request_id=rid,
-                              policy=cycle.policy.slug)
-    return dropped
+    """Stop chasing whoever has left a policy's audience, and ask again whoever is back in it."""
+    return sum(requests.follow_audiences(session, cycle, bool(lib.get(cycle.policy_id).audience),
+                                         now)
+               for cycle in cycles)
 
 
 def _queue_due(svc: Services, lib: library.Library, cycle_ids: list[int], now: dt.datetime) -> int:
@@ -218,8 +178,9 @@ def _queue_due(svc: Services, lib: library.Library, cycle_ids: list[int], now: d
                                          kind=_kind(stage),
                                          stage=stage, request_id=row.id, staff_id=row.staff_id,
                                          to_email=row.email, to_name=row.name))
-            conn.execute(_PLANNED, changes)
+            requests.queued(conn, changes)
             outbox.enqueue_many(conn, svc.db.insert, now, messages)
+            outbox.supersede(conn, [m["request_id"] for m in messages if m["stage"]], now)
             queued += len(messages)
 
 
@@ -238,6 +199,3 @@ _DUE = (select(_R.id, _R.staff_id, _R.stage_sent, _R.reminded_at, _R.last_messag
                _R.id > bindparam("after"))
         .order_by(_R.id).limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=Request.__table__))
-_PLANNED = (update(Request.__table__).where(_R.id == bindparam("rid"))
-            .values(stage_sent=bindparam("stage"), last_message_at=bindparam("last", type_=_WHEN),
-                    next_check_at=bindparam("next", type_=_WHEN)))

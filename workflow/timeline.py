@@ -4,9 +4,11 @@ confirms. Read-only; built from the same planner functions the tick uses."""
 from __future__ import annotations
 
 import bisect
+import csv
+import io
 import itertools
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from collections import Counter
@@ -14,10 +16,11 @@ from collections import Counter
 from sqlalchemy import case, func, null, select
 from sqlalchemy.orm import Session, aliased
 
-from . import digest, library, pacing, planner, standing
+from . import digest, library, pacing, planner, requests, standing
 from .services import Services
 from .models import Cycle, Outbox, Request, Staff
 from .outbox import PERSONAL
+from .models import WAITING
 
 
 @dataclass(frozen=True, order=True)
@@ -27,6 +30,18 @@ class Entry:
     who: str
     policy: str
     why: str
+    confirm_by: str = ""  # YYYY-MM-DD: the date the email names (empty for a digest)
+
+    @property
+    def kind(self) -> str:
+        """reminder, followup or digest: `plan --format csv`'s words."""
+        return ("digest" if self.policy == "all" else
+                "reminder" if self.what == planner.stage_label(planner.REMINDER) else "followup")
+
+    @property
+    def name_and_email(self) -> tuple[str, str]:
+        name, _, email = self.who.rpartition(" <")
+        return name, email.rstrip(">")
 
 
 @dataclass(frozen=True, order=True)
@@ -38,6 +53,7 @@ class Batch:
     what: str
     policy: str  # its slug, or "all" for the digest
     why: str
+    confirm_by: str  # YYYY-MM-DD: the date the emails name ("" for a digest)
     count: int
     who: tuple[str, ...] = ()
 
@@ -45,7 +61,7 @@ class Batch:
 def entries(svc: Services, session: Session, start: dt.datetime, end: dt.datetime,
             lib: library.Library | None = None) -> list[Entry]:
     """Every send between `start` and `end`, one per person: `signoff plan`'s lines."""
-    return sorted(Entry(b.when, b.what, who, b.policy, b.why)
+    return sorted(Entry(b.when, b.what, who, b.policy, b.why, b.confirm_by)
                   for b in batches(svc, session, start, end, lib, names=True) for who in b.who)
 
 
@@ -85,6 +101,7 @@ def batches(svc: Services, session: Session, start: dt.datetime, end: dt.datetim
     elif names:
         groups = [g for w in windows if policy_id in (None, w.policy.id)
                   for g in _alone(session, lib, w, True)]
+    groups.extend(_queued(session, lib, start, end, names))
     only = lib.get(policy_id).slug if policy_id is not None else None
     found: Counter = Counter()
     named: dict[tuple, list[str]] = {}
@@ -123,8 +140,47 @@ class _Group:
 
     count: int
     who: list[str]
-    sends: list[tuple[dt.datetime, str, str, str]]
+    sends: list[tuple[dt.datetime, str, str, str, str]]
     overdue: list[dt.datetime]
+
+
+def _queued(session: Session, lib: library.Library, start: dt.datetime, end: dt.datetime,
+            names: bool) -> Iterator[_Group]:
+    """Reminders and follow-ups already in the outbox, waiting to go: with the tick at `start`, or
+    when a retry or the one-email-a-day rule lets them. The projections count them as gone at
+    `start` (planner.projection), and their follow-ups from then; here they are sends of their
+    own, so that what is queued is in the plan."""
+    years = lib.years(start)
+    if not years:
+        return
+    columns = [Outbox.next_attempt_at, Outbox.stage, Outbox.status, Cycle.policy_id,
+               Request.reminded_at, Request.due_extended_to, Request.named_due]
+    query = (select(*columns).join(Request, Request.id == Outbox.request_id)
+             .join(Cycle, Cycle.id == Request.cycle_id).join(Staff, Staff.id == Request.staff_id)
+             .where(Outbox.status.in_(WAITING), Outbox.kind.in_(PERSONAL),
+                    Outbox.stage.is_not(None), Outbox.next_attempt_at <= end,
+                    Request.closed_at.is_(None), Staff.active,
+                    Staff.setting_id == lib.setting_id, Cycle.policy_id.in_(list(years)),
+                    Cycle.year == case(years, value=Cycle.policy_id, else_=-1)))
+    if names:
+        rows = ((*row[:-2], 1, [f"{row.name} <{row.email}>"]) for row in
+                session.execute(query.add_columns(Staff.name, Staff.email)))
+    else:
+        rows = ((*row[:-1], row[-1], []) for row in
+                session.execute(query.add_columns(func.count()).group_by(*columns)))
+    for at, stage, status, policy_id, reminded, extended, named, count, who in rows:
+        entry = lib.get(policy_id)
+        if entry is None or not entry.active:
+            continue
+        when = max(at, start)
+        state = planner.RequestState(cycle_opens=when, start_date=None,
+                                     reminded_at=reminded or when, due_extended_to=extended,
+                                     named_due=named)
+        by = requests.confirm_by(state, entry.calendar)
+        why = "queued" + (", retrying after the mail server refused it" if status == "retrying"
+                          else "")
+        yield _Group(count, who, [(when, planner.stage_label(stage), entry.slug, why,
+                                   by.isoformat() if by else "")], [])
 
 
 def _windows(session: Session, lib: library.Library, start: dt.datetime,
@@ -167,7 +223,7 @@ def _may_meet(lib: library.Library, groups: list[_Group],
     cal = lib.calendar
     days: dict[dt.date, set] = {}
     for group in groups:
-        for when, _, policy, _ in group.sends:
+        for when, _, policy, *_ in group.sends:
             days.setdefault(cal.local_date(when), set()).add((when, policy))
     return (any(len({w for w, _ in sends}) > 1 and len({p for _, p in sends}) > 1
                 for sends in days.values()), cal.local_date(start) in days)
@@ -219,7 +275,7 @@ def _combined(session: Session, lib: library.Library, windows: list[_Window],
             if not row[at]:
                 keys.append(None)
             elif w.cycle is None:
-                keys.append((row.start_date, None, None, None, None))
+                keys.append((row.start_date, *[None] * (len(_STATE) - 1)))
             else:
                 keys.append((row.start_date, *row[at + 1:at + width]))
             at += width
@@ -249,7 +305,7 @@ _STATE = standing.STATE
 def _asked(lib: library.Library, w: _Window):
     """The active people in the policy's audience still to confirm in the window's cycle, and the
     columns of their state (nobody has been asked in a cycle not yet made)."""
-    columns = _STATE if w.cycle is not None else (Staff.start_date, *[null()] * 4)
+    columns = _STATE if w.cycle is not None else (Staff.start_date, *[null()] * (len(_STATE) - 1))
     query = (select(*columns).select_from(Staff)
              .where(Staff.active, Staff.setting_id == lib.setting_id,
                     standing.in_audience(w.policy.id, w.policy.audience)))
@@ -286,12 +342,12 @@ def _people(session: Session, lib: library.Library, w: _Window,
 
 
 def _state(w: _Window, key: tuple) -> planner.RequestState:
-    start_date, stage_sent, reminded_at, last_message_at, extended = key
+    start_date, stage_sent, reminded_at, last_message_at, extended, named = key
     if stage_sent is None:  # not asked yet
         return planner.RequestState(cycle_opens=w.opens, start_date=start_date)
     return planner.RequestState(cycle_opens=w.opens, start_date=start_date, stage_sent=stage_sent,
                                 reminded_at=reminded_at, last_message_at=last_message_at,
-                                due_extended_to=extended)
+                                due_extended_to=extended, named_due=named)
 
 
 def _emailed(lib: library.Library, start: dt.datetime):
@@ -321,13 +377,17 @@ def _described(w: _Window, state: planner.RequestState,
             days = cal.schedule.reminder_after_days[stage - 1]
             why = f"{days} days after first reminder ({cal.local_date(reminded):%-d %b})"
             planned = planner.followup_day(reminded, stage, cal)
+            why += _not_counted(cal, cal.local_date(reminded), planned)
         why += _moved(cal, due, planned)
+        by = requests.confirm_by(replace(state, reminded_at=reminded), cal)
         if due < when:
             why += f"; waited from {due.astimezone(cal.tz):%a %-d %b %H:%M}: one email a day"
-        out.append((when, planner.stage_label(stage), w.policy.slug, why))
+        out.append((when, planner.stage_label(stage), w.policy.slug, why,
+                    by.isoformat() if by else ""))
     if reminded is None:
         return out, []
-    overdue = planner.overdue_at(reminded, cal, state.due_extended_to)
+    due = requests.confirm_by(replace(state, reminded_at=reminded), cal)
+    overdue = planner.day_starts(due + dt.timedelta(days=1), cal)
     return out, [overdue] if overdue <= w.end else []
 
 
@@ -346,7 +406,7 @@ def _digests(svc: Services, session: Session, lib: library.Library, overdue: Cou
         count = running[bisect.bisect_right(moments, due) - 1]
         planned = planner.next_digest_day(moments[0], last_day, cal)
         yield Batch(due, "head-teacher digest", "all",
-                    f"{count} overdue by then" + _moved(cal, due, planned), 1,
+                    f"{count} overdue by then" + _moved(cal, due, planned), "", 1,
                     (f"{head.name} <{head.email}>",))
         last_day = cal.local_date(due)
 
@@ -359,6 +419,12 @@ def _first_reminder_why(cal, year: int, opens: dt.datetime, start_date: dt.date 
     if when > opening:
         return f"{year} cycle is open and they have not been asked yet"
     return f"{year} cycle opens {cal.local_date(opens):%a %-d %b}"
+
+
+def _not_counted(cal, after: dt.date, upto: dt.date) -> str:
+    """Say which closures between two days were not counted (closed days do not count)."""
+    names = [c.name for c in cal.closures if c.first <= upto and c.last > after]
+    return f", not counting {', '.join(dict.fromkeys(names))}" if names else ""
 
 
 def _moved(cal, when: dt.datetime, planned: dt.date) -> str:
@@ -392,6 +458,26 @@ def render(svc: Services, session: Session, start: dt.datetime, end: dt.datetime
         if e.when in held and (i + 1 == len(found) or found[i + 1].when != e.when):
             yield f"  … {held[e.when]}"
     yield f"{len(found)} messages in {sum(n for _, n in emails)} emails"
+
+
+CSV_COLUMNS = ("send_at", "email", "name", "policy", "kind", "confirm_by")
+
+
+def render_csv(svc: Services, session: Session, start: dt.datetime,
+               end: dt.datetime) -> Iterator[str]:
+    """`plan --format csv`: one row per policy named in each email the plan foresees, and one
+    per digest (CSV_COLUMNS); times in the setting's time zone, with their offset."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="")
+    writer.writerow(CSV_COLUMNS)
+    yield out.getvalue()
+    for e in entries(svc, session, start, end):
+        out.seek(0)
+        out.truncate()
+        name, email = e.name_and_email
+        writer.writerow([e.when.astimezone(svc.tz).isoformat(timespec="seconds"), email, name,
+                         "" if e.kind == "digest" else e.policy, e.kind, e.confirm_by])
+        yield out.getvalue()
 
 
 def held_back(svc: Services, session: Session, start: dt.datetime,

@@ -13,7 +13,7 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from wtforms.fields.choices import SelectChoice
 
-from .. import events, roster, standing
+from .. import events, requests, roster, standing
 from ..policies import setting_id
 from ..services import services
 from ..models import Policy, RosterUpload, Staff
@@ -134,6 +134,10 @@ def add_person():
             form.email.errors.append(f"{row.email} is already on the roster.")
         else:
             roster.apply(session, setting_id(session), [row], moment, actor=current_user.email)
+            session.flush()
+            requests.after_change(session, svc.library(session), moment,
+                                  staff_ids=[s.id for s in session.scalars(
+                                      select(Staff).where(Staff.email == row.email))])
             staff_id = session.scalar(select(Staff.id).where(
                 Staff.setting_id == setting_id(session), Staff.email == row.email))
     if form.email.errors:
@@ -176,6 +180,9 @@ def edit_person(staff_id: int):
                 stored.updated_at = moment
                 events.record(session, "staff_updated", moment, actor=current_user.email,
                               staff_id=staff_id, changes=changes)
+                session.flush()
+                requests.after_change(session, svc.library(session), moment,
+                                      staff_ids=[staff_id])
     if form.email.errors:
         return render_template("admin/person_form.html", active="people", form=form,
                                person=person), 409
@@ -194,6 +201,8 @@ def set_active(staff_id: int):
         if person.active != wanted:
             row = roster.Row(0, person.name, person.email, active=wanted)
             roster.apply(session, person.setting_id, [row], moment, actor=current_user.email)
+            session.flush()
+            requests.after_change(session, svc.library(session), moment, staff_ids=[staff_id])
         name = person.name
     flash(f"{name} is {'active' if wanted else 'inactive'}.", "ok")
     return redirect(url_for("admin.person", staff_id=staff_id), code=303)
@@ -328,8 +337,11 @@ def apply_upload():
                 return gone
             # It parsed for the preview; if it is refused now, the rollback keeps it.
             parsed = roster.parse(taken.data, taken.name, columns=taken.columns)
-            result = roster.apply(session, setting_id(session), parsed.rows, now(),
+            moment = now()
+            result = roster.apply(session, setting_id(session), parsed.rows, moment,
                                   actor=current_user.email, full=taken.full)
+            session.flush()
+            requests.after_change(session, services().library(session), moment)
     except roster.RosterError as exc:
         return _upload_page(problems=exc.problems, status=400)
     flash(f"Roster updated: {result.summary()}.", "ok")

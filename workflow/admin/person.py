@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import confirm, declines, events, library, planner
+from .. import confirm, declines, events, library, planner, requests
 from ..library import Entry
 from ..services import Services, services
 from ..models import Confirmation, Cycle, Decline, Event, Link, Request, Staff
@@ -73,9 +73,8 @@ def _page(staff_id: int, bound: tuple[str, str, object] | None = None, problem: 
                            superseded=superseded,
                            outcomes=declines.OUTCOMES,
                            today=lib.calendar.local_date(moment), describe=describe,
-                           within=within(svc), confirm_by=lambda req: planner.due_date(
-                               req.reminded_at, calendars[req.cycle_id],
-                               req.due_extended_to)), status
+                           within=within(svc), confirm_by=lambda req: requests.current_due(
+                               req, calendars[req.cycle_id])), status
 
 
 @bp.route("/people/<id:staff_id>")
@@ -103,10 +102,7 @@ def _request(svc: Services, session: Session, person: Staff, policy: Entry,
         raise Refused(f"The {policy.title} is not for {person.name}: it is for "
                       f"{', '.join(policy.audience)}. Add one of those groups to them on the "
                       "edit page first.")
-    session.execute(svc.db.insert(Request.__table__).values(
-        cycle_id=cycle.id, staff_id=person.id, created_at=moment, stage_sent=-1,
-        next_check_at=moment))
-    return session.scalars(select(Request).filter_by(cycle_id=cycle.id, staff_id=person.id)).one()
+    return requests.ask(session, svc.db.insert, cycle.id, person.id, moment)
 
 
 def _open_request(svc, session, person, policy, moment) -> Request:
@@ -130,8 +126,7 @@ def _queue_link(svc: Services, session: Session, req: Request, person: Staff,
     if req.stage_sent < planner.REMINDER:
         # Nothing sent yet: this is their first reminder, queued exactly as the tick would.
         key, stage = request_key(req.id, planner.REMINDER, req.round), planner.REMINDER
-        req.stage_sent = planner.REMINDER
-        req.next_check_at = None  # looked at again once it has gone (planner.after_send)
+        requests.queue_first(req)
     else:
         # No stage: the outbox sends the reminder text and logs it as "reminded".
         key, stage = resend_key(req.id), None
@@ -194,16 +189,14 @@ def extend(staff_id: int, slug: str):
         if day <= cal.local_date(moment):
             raise Refused("The new due date must be after today; nothing was changed.")
         # Before the first reminder goes, only an earlier extension sets a due date.
-        current = planner.due_date(req.reminded_at, cal, req.due_extended_to)
+        current = requests.current_due(req, cal)
         if current is not None and day <= current:
             raise Refused("The new due date must be later than their current one, "
                           f"{current:%A %-d %B %Y}; nothing was changed.")
         if cal.slot(day) >= cal.cycle_opens(req.cycle.year + 1):
             raise Refused("The new due date must be before next year's cycle opens; nothing was "
                           "changed.")
-        req.due_extended_to = cal.slot(day)
-        if req.reminded_at is not None:  # else the planner sets it when the first one goes
-            req.overdue_at = planner.overdue_at(req.reminded_at, cal, req.due_extended_to)
+        requests.extend(req, cal, day)
         due = req.due_extended_to
         events.record(session, "due_extended", moment, actor=current_user.email,
                       staff_id=person.id, request_id=req.id, due=day.isoformat(),
@@ -221,8 +214,7 @@ def exempt(staff_id: int, slug: str):
     def action(svc, session, person, policy, moment):
         req = _open_request(svc, session, person, policy, moment)
         reason = form.reason.data.strip()
-        req.exempt_at, req.exempt_reason = moment, reason
-        req.closed_at, req.next_check_at = moment, None
+        requests.exempt(req, reason, moment)
         events.record(session, "exempted", moment, actor=current_user.email, staff_id=person.id,
                       request_id=req.id, reason=reason)
         return f"{person.name} is exempt from this cycle: {reason}"

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import config as config_mod
-from .. import events, library, policies, reviews, roster, standing, timeline
+from .. import events, library, policies, requests, reviews, roster, standing, timeline
 from ..errors import ConfigError
 from ..library import Library
 from ..policies import setting_id
@@ -132,6 +132,7 @@ def _edit(policy_id: int | None):
                               session=session)
     with svc.db.write() as session:
         saved, proposed = _save(session, lib, policy_id, draft, moment)
+        requests.after_change(session, svc.library(session), moment, policy_ids=[saved])
     flash(f"Saved the {draft.title}. {_done(preview.headline)}"
           + (" Its new text is proposed: it reaches staff once approved." if proposed else ""),
           "ok")
@@ -438,6 +439,8 @@ def closures():
     with svc.db.write() as session:
         session.add(Closure(setting_id=lib.setting_id, name=added.name, first=added.first,
                             last=added.last, created_at=moment))
+        session.flush()
+        requests.after_change(session, svc.library(session), moment)
         events.record(session, "closure_added", moment, actor=current_user.email,
                       name=added.name, first=added.first.isoformat(), last=added.last.isoformat())
     flash(f"Added the closure {added.name}. {_done(preview.headline)}", "ok")
@@ -468,6 +471,8 @@ def closure_remove(closure_id: int):
             events.record(session, "closure_removed", moment, actor=current_user.email,
                           name=closure.name, first=closure.first.isoformat(),
                           last=closure.last.isoformat())
+            session.flush()
+            requests.after_change(session, svc.library(session), moment)
     flash(f"Removed the closure {name}.", "ok")
     return redirect(url_for("admin.closures"), code=303)
 
