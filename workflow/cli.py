@@ -374,6 +374,27 @@ def policy_list(ctx: Context) -> None:
                 click.echo(f"  next review: {review.due:%Y-%m-%d} ({review.why})")
 
 
+@policy.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Say what would change; store nothing.")
+@pass_ctx
+def policy_import(ctx: Context, file: Path, dry_run: bool) -> None:
+    """Take a library file's [schedule], [[policy]] and [[closure]] tables (the inverse of
+    `policy export`), and say what that changes in the coming emails."""
+    from . import policy_import as importer
+
+    svc = ctx.ready()
+    outcome = importer.run(svc, file, dt.datetime.now(dt.timezone.utc),
+                           actor=f"import:{file.name}", dry_run=dry_run)
+    if dry_run:
+        click.echo(f"{file}: dry run: nothing stored")
+    for line in outcome.library or ["nothing in the library changed"]:
+        click.echo(f"{file}: {line}")
+    click.echo(f"the coming emails ({importer.AHEAD.days // 7} weeks):")
+    for line in outcome.emails or ["no change to the coming emails"]:
+        click.echo(f"  {line}")
+
+
 @policy.command("version")
 @click.argument("slug")
 @click.argument("file", type=click.Path(path_type=Path))

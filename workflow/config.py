@@ -348,9 +348,10 @@ REVIEW_MONTHS = (1, 60)  # review_every_months: at least monthly, at most every 
 AUDIENCE_MAX = 100  # characters in a group's name, as the roster's
 
 
-def _policy(path: Path, table: str, item: dict[str, Any], base: Schedule) -> Policy:
+def _policy(path: Path, table: str, item: dict[str, Any], base: Schedule,
+            known: set[str] = POLICY_KEYS) -> Policy:
     """One [[policy]]: its text from `file` (relative to the config) or given as `text`."""
-    p = _Reader(path, table, item, POLICY_KEYS)
+    p = _Reader(path, table, item, known)
     slug = p.text("slug")
     if not slug.replace("-", "").isalnum() or slug.lower() != slug or not slug.isascii():
         p.fail("slug", f"{slug!r} must be lower-case letters, digits and hyphens")
@@ -387,6 +388,51 @@ def _policy(path: Path, table: str, item: dict[str, Any], base: Schedule) -> Pol
                   reminder_note=p.text("reminder_note", "") or None,
                   audience=tuple(dict.fromkeys(g.strip() for g in audience)),
                   schedule=dict(overrides), review_every_months=months)
+
+
+# `signoff policy import`: a [[policy]] may also say what kind of change a new text is, and why.
+IMPORT_POLICY_KEYS = POLICY_KEYS | {"change", "note"}
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A policy library file (`signoff policy import`): what it gives, and what it leaves out
+    (None)."""
+
+    schedule: dict[str, Any] | None  # [schedule], as stored
+    policies: tuple[tuple[Policy, str, str | None], ...]  # each with its change and note
+    closures: tuple[Closure, ...] | None
+
+
+def parse_library(data: dict[str, Any], path: Path, stored: Schedule) -> Imported:
+    """The tables of a library file: [schedule], [[policy]] (with `text` or `file`, and optionally
+    `change = "material" | "minor"` and a `note`) and [[closure]]; each error names the file and
+    the key. A policy's own schedule keys are checked over the file's [schedule], or the stored
+    one if the file has none."""
+    top = _Reader(path, "top level", data, {"schedule", "policy", "closure"})
+    schedule, base = None, stored
+    if "schedule" in data:
+        base = parse_schedule(top.get("schedule", dict), path, "schedule")
+        schedule = schedule_values(base)
+    policies, seen = [], set()
+    for index, item in enumerate(top.get("policy", list, []), start=1):
+        if not isinstance(item, dict):
+            top.fail("policy", "each [[policy]] must be a table")
+        table = f"policy {index}"
+        policy = _policy(path, table, item, base, IMPORT_POLICY_KEYS)
+        reader = _Reader(path, table, item, IMPORT_POLICY_KEYS)
+        if policy.slug in seen:
+            reader.fail("slug", f"{policy.slug!r} is used by an earlier [[policy]]")
+        seen.add(policy.slug)
+        change = reader.text("change", "material")
+        if change not in ("material", "minor"):
+            reader.fail("change", f"expected \"material\" or \"minor\", got {change!r}")
+        policies.append((policy, change, reader.text("note", "") or None))
+    closures = None
+    if "closure" in data:
+        closures = tuple(_closure(path, index, item)
+                         for index, item in enumerate(top.get("closure", list), start=1))
+    return Imported(schedule, tuple(policies), closures)
 
 
 def _closure(path: Path, index: int, item: Any) -> Closure:
