@@ -307,3 +307,65 @@ def test_a_sent_email_whose_outcome_cannot_be_written_is_recorded_once_the_datab
         assert sorted(m["To"].addresses[0].addr_spec for m in smtp.inbox.messages) == STAFF
     finally:
         db.dispose()
+
+
+# --- scheduled emails go in the hour after the send time ---------------------------------------
+
+def _sent_to(smtp, before: int) -> list[str]:
+    return sorted(m["To"].addresses[0].addr_spec for m in smtp.inbox.messages[before:])
+
+
+def test_a_first_installation_at_night_asks_everyone_at_the_next_send_time(setup, cli, smtp):
+    """Installed on Monday 7 December at 23:36 (the default: one hour from 08:00): nothing goes
+    that night; the plan says Tuesday 08:00, and that is when everyone is asked."""
+    config = setup(send_window_hours=1)
+    result = cli("tick", "--at", at("2026-12-07 23:36").isoformat(), config=config)
+    assert result.exit_code == 0 and len(smtp.inbox) == 0, result.output
+    rows = _plan_csv(cli, config, "2026-12-07 23:37", "2026-12-08 23:00")
+    assert sorted((r["send_at"], r["email"], r["kind"]) for r in rows) == [
+        ("2026-12-08T08:00:00+00:00", a, "reminder") for a in STAFF]
+    assert {r["confirm_by"] for r in rows} == {"2026-12-29"}
+    for moment, count in (("2026-12-08 07:59", 0), ("2026-12-08 08:00", 3)):
+        assert cli("tick", "--at", at(moment).isoformat(), config=config).exit_code == 0
+        assert len(smtp.inbox) == count
+
+
+def test_a_new_starter_imported_in_the_afternoon_is_asked_the_next_morning(setup, cli, smtp):
+    config = setup(send_window_hours=1)
+    assert cli("tick", "--at", at("2026-09-01 08:00").isoformat(), config=config).exit_code == 0
+    before = len(smtp.inbox)
+    path = config.parent / "new.csv"
+    path.write_text("name,email\nDan Price,dan@example.org\n")
+    assert cli("staff", "import", str(path), config=config).exit_code == 0
+    for moment in ("2026-09-02 14:00", "2026-09-02 23:00", "2026-09-03 07:59"):
+        assert cli("tick", "--at", at(moment).isoformat(), config=config).exit_code == 0
+    assert _sent_to(smtp, before) == []
+    # The hour after 08:00, not a minute more: 09:00 is past it.
+    assert cli("tick", "--at", at("2026-09-03 09:00").isoformat(), config=config).exit_code == 0
+    assert _sent_to(smtp, before) == []
+    assert cli("tick", "--at", at("2026-09-04 08:59").isoformat(), config=config).exit_code == 0
+    assert _sent_to(smtp, before) == ["dan@example.org"]
+
+
+def test_a_tick_inside_a_closure_after_skipped_ones_sends_nothing(tmp_path, db_url, smtp, cli):
+    """Follow-up 1 fell due on Friday 18 December and no tick ran; the first tick comes on
+    Monday 21st, inside the Christmas closure: nothing goes until the first day back."""
+    from conftest import initialise, write_config
+
+    closure = '\n[[closure]]\nname = "Christmas"\nfrom = "2026-12-19"\nto = "2027-01-04"\n'
+    config = initialise(cli, write_config(tmp_path, db_url, smtp.port, extra=closure,
+                                          annual_open="12-11", send_window_hours=1))
+    assert cli("tick", "--at", at("2026-12-11 08:00").isoformat(), config=config).exit_code == 0
+    assert len(smtp.inbox) == 3
+    for moment in ("2026-12-21 08:00", "2026-12-29 08:30", "2027-01-04 08:00"):
+        assert cli("tick", "--at", at(moment).isoformat(), config=config).exit_code == 0
+    assert len(smtp.inbox) == 3
+    assert cli("tick", "--at", at("2027-01-05 08:00").isoformat(), config=config).exit_code == 0
+    assert _sent_to(smtp, 3) == STAFF
+    # The date to confirm by, 21 open days after 11 December (7 before the closure, 14 after
+    # it), is Monday 18 January, as the first reminder said; follow-up 2, 14 open days on,
+    # Monday 11 January.
+    assert all(m["Subject"].endswith("by 18 January") for m in smtp.inbox.messages[3:])
+    before = len(smtp.inbox)
+    assert cli("tick", "--at", at("2027-01-11 08:00").isoformat(), config=config).exit_code == 0
+    assert _sent_to(smtp, before) == STAFF
