@@ -182,7 +182,6 @@ timeout_seconds = 5
 [schedule]
 annual_open = "{annual_open}"
 send_time = "08:00"
-send_window_hours = {send_window_hours}
 reminder_after_days = {reminder_after_days}
 escalate_after_days = {escalate_after_days}
 digest_every_days = {digest_every_days}
@@ -203,7 +202,6 @@ statements = ["I have re-read the policy.", "No child or parent is my online fri
 DEFAULTS: dict[str, Any] = dict(annual_open="09-01", reminder_after_days="[7, 14]",
                                 escalate_after_days=21, digest_every_days=7,
                                 working_days_only="true", admin_email="office@example.org",
-                                send_window_hours=2,
                                 interval_seconds=300)
 
 

@@ -245,27 +245,23 @@ def test_an_opening_on_a_saturday_before_a_bank_holiday_waits_for_tuesday(story)
     assert s.tick("2026-09-01 08:00") == [(a, "reminder") for a in STAFF]
 
 
-def test_a_first_deployment_mid_year_asks_at_the_next_send_time_and_keeps_to_0800_across_dst(
-        story):
+def test_a_first_deployment_mid_year_asks_at_once_and_keeps_to_0800_across_dst(story):
     s = story()
-    # Wednesday 24 March 2027 at 10:30, GMT: the 2026 cycle opened last September, so everyone
-    # is asked, at the next send time (not at 10:30, nor in the middle of the night).
-    assert s.tick("2027-03-24 10:30") == []
-    assert s.tick("2027-03-25 07:59") == []
-    assert s.tick("2027-03-25 08:00") == [(a, "reminder") for a in STAFF]
+    # Wednesday 24 March 2027, GMT: the 2026 cycle opened last September, so ask now.
+    assert s.tick("2027-03-24 10:30") == [(a, "reminder") for a in STAFF]
     # Due 21 days after this first reminder, not after last September's opening.
-    assert s.last("amira@example.org", "reminder")["Subject"].endswith("by 15 April")
+    assert s.last("amira@example.org", "reminder")["Subject"].endswith("by 14 April")
     # Clocks go forward on Sunday 28 March; the follow-up still goes at 08:00 London (07:00 UTC).
-    assert s.tick("2027-04-01 07:59") == []
-    assert s.tick("2027-04-01 08:00") == [(a, "followup") for a in STAFF]
-    assert at("2027-04-01 08:00").utcoffset().total_seconds() == 3600
+    assert s.tick("2027-03-31 07:59") == []
+    assert s.tick("2027-03-31 08:00") == [(a, "followup") for a in STAFF]
+    assert at("2027-03-31 08:00").utcoffset().total_seconds() == 3600
 
 
 def test_after_weeks_of_downtime_one_message_each_and_one_digest(story):
     s = story()
     assert s.tick("2026-09-01 08:00") == [(a, "reminder") for a in STAFF]
-    # The server was off from 1 September until 20 October, back at 09:30.
-    assert s.tick("2026-10-20 09:30") == sorted([(a, "followup") for a in STAFF]
+    # The server was off from 1 September until 20 October.
+    assert s.tick("2026-10-20 10:00") == sorted([(a, "followup") for a in STAFF]
                                                 + [(HEAD, "digest")])
     keys = [key for key, _ in outbox_rows(s.config)]
     assert not [k for k in keys if k.endswith("followup-1")]  # the stale follow-up is skipped
@@ -312,19 +308,18 @@ def test_plan_prints_the_timeline_sends_nothing_and_ticks_keep_to_it(story, cli)
     assert s.tick("2026-10-09 23:59") == []
 
 
-def test_plan_after_downtime_shows_the_follow_ups_the_next_send_time_catches_up_on(story, cli):
+def test_plan_after_downtime_shows_the_follow_ups_the_next_tick_catches_up_on(story, cli):
     """The scheduler was down when everyone's first follow-up fell due (8 September), and when
-    the second did: the plan from the day it is back (at 11:30, after the send time) shows one
-    follow-up each, the latest, going at the next send time, and the ticks send just that."""
+    the second did: the plan from the day it is back shows one follow-up each, the latest, going
+    with its first tick, and that tick sends just that."""
     s = story()
     assert s.tick("2026-09-01 08:00") == [(a, "reminder") for a in STAFF]
     result = cli("plan", "--from", "2026-09-16T11:30", "--to", "2026-09-21", config=s.config)
     assert result.exit_code == 0, result.output
     planned = sorted((f"{m[1]} {m[2]}", m[4], m[3])
                      for m in map(PLAN_LINE.match, result.output.splitlines()) if m)
-    assert planned == [("2026-09-17 08:00", a, "follow-up 2") for a in STAFF]
-    assert s.tick("2026-09-16 11:30") == []
-    assert s.tick("2026-09-17 08:00") == [(a, "followup") for a in STAFF]
+    assert planned == [("2026-09-16 11:30", a, "follow-up 2") for a in STAFF]
+    assert s.tick("2026-09-16 11:30") == [(a, "followup") for a in STAFF]
     assert s.tick("2026-09-21 08:00") == []
 
 

@@ -105,7 +105,7 @@ def test_downtime_across_a_new_cycle_sends_one_message_each_per_day_and_nothing_
     assert tick(config, "2026-09-01 08:00") == [(a, "reminder") for a in STAFF]
     # Off from early September 2026 until mid-September 2027: last year's follow-ups and digests
     # are stale; this year's first reminder goes once.
-    assert tick(config, "2027-09-14 09:30") == [(a, "reminder") for a in STAFF]
+    assert tick(config, "2027-09-14 10:00") == [(a, "reminder") for a in STAFF]
     assert tick(config, "2027-09-14 16:00") == []
     assert tick(config, "2027-09-15 08:00") == []
     sent = [(email, sent_at) for _, status, email, sent_at, _ in rows(config) if status == "sent"]

@@ -38,18 +38,11 @@ def test_new_starter_first_reminder_on_their_first_working_day():
     assert planner.first_reminder_due(state(start_date=D(2026, 10, 10)), cal) == utc(2026, 10, 12, 7, 0)
 
 
-def test_first_reminder_due_at_the_slot_and_sent_only_in_the_hour_after_a_send_time():
+def test_first_reminder_due_exactly_at_the_slot():
     cal = calendar()
     assert planner.due_stage(state(), cal, OPENS_2026 - dt.timedelta(seconds=1)) is None
     assert planner.due_stage(state(), cal, OPENS_2026) == planner.REMINDER
-    assert planner.due_stage(state(), cal, OPENS_2026 + dt.timedelta(minutes=59)) == 0
-    # A first installation on a Sunday at noon, or at 23:36 on a Monday: the next send time.
-    sunday_noon = utc(2026, 11, 1, 12, 0)
-    assert planner.due_stage(state(), cal, sunday_noon) is None
-    assert planner.next_check(state(), cal, sunday_noon) == utc(2026, 11, 2, 8, 0)
-    assert planner.due_stage(state(), cal, utc(2026, 11, 2, 8, 30)) == planner.REMINDER
-    late = utc(2026, 12, 7, 23, 36)
-    assert planner.next_check(state(), cal, late) == utc(2026, 12, 8, 8, 0)
+    assert planner.due_stage(state(), cal, utc(2026, 11, 1, 12, 0)) == planner.REMINDER
 
 
 def test_no_follow_up_until_the_first_reminder_has_gone():
@@ -77,14 +70,12 @@ def test_follow_ups_counted_from_the_first_reminder():
 def test_after_downtime_only_the_latest_due_follow_up_is_sent():
     cal = calendar()
     reminded = state(stage_sent=0, reminded_at=OPENS_2026, last_message_at=OPENS_2026)
-    # Down from 7 to 20 September: both follow-ups are due; only the second is sent, with the
-    # first tick in a send window (Monday 21st, 08:30).
-    assert planner.due_stage(reminded, cal, utc(2026, 9, 20, 12, 0)) is None  # a Sunday
-    assert planner.due_stage(reminded, cal, utc(2026, 9, 21, 7, 30)) == 2
+    # Down from 7 to 20 September: both follow-ups are due; only the second is sent.
+    assert planner.due_stage(reminded, cal, utc(2026, 9, 20, 12, 0)) == 2
     # Down from 7 to 10 September: only the first is due.
-    assert planner.due_stage(reminded, cal, utc(2026, 9, 10, 7, 30)) == 1
+    assert planner.due_stage(reminded, cal, utc(2026, 9, 10, 12, 0)) == 1
     three = calendar(reminder_after_days=(3, 5, 30))
-    assert planner.due_stage(reminded, three, utc(2026, 9, 9, 7, 30)) == 2
+    assert planner.due_stage(reminded, three, utc(2026, 9, 9, 12, 0)) == 2
 
 
 def test_at_most_one_message_per_local_day():
@@ -194,14 +185,11 @@ def test_projection_after_downtime_shows_what_the_next_tick_catches_up_on():
     the latest of several only; the timeline shows it there, as the tick will send it."""
     cal = calendar()
     reminded = state(stage_sent=0, reminded_at=OPENS_2026, last_message_at=OPENS_2026)
-    back = utc(2026, 9, 9, 7, 30)  # follow-up 1 was due on the 8th; back at 08:30 on the 9th
+    back = utc(2026, 9, 9, 11, 0)  # follow-up 1 was due on the 8th
     assert planner.due_stage(reminded, cal, back) == 1
     assert list(planner.projection(reminded, cal, back, utc(2026, 12, 1))) == [
         (back, 1), (utc(2026, 9, 15, 7, 0), 2)]
-    # Back at noon: it waits for the next send time, the 10th at 08:00.
-    assert list(planner.projection(reminded, cal, utc(2026, 9, 9, 11, 0), utc(2026, 12, 1))) == [
-        (utc(2026, 9, 10, 7, 0), 1), (utc(2026, 9, 15, 7, 0), 2)]
-    much_later = utc(2026, 9, 16, 7, 30)  # both were due: only the second goes
+    much_later = utc(2026, 9, 16, 11, 0)  # both were due: only the second goes
     assert planner.due_stage(reminded, cal, much_later) == 2
     assert list(planner.projection(reminded, cal, much_later, utc(2026, 12, 1))) == [
         (much_later, 2)]

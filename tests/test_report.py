@@ -116,11 +116,11 @@ def test_a_cycle_in_the_report(setup, cli, smtp):
 def test_follow_ups_count_in_reminders_sent_and_times_cross_into_gmt(setup, cli, smtp):
     config = setup(annual_open="10-20")
     for day in ("20", "27"):
-        tick(cli, config, f"2026-10-{day}T08:30+00:00")
+        tick(cli, config, f"2026-10-{day}T09:00+00:00")
     tick(cli, config, "2026-11-03T09:00+00:00")
     amira = rows(cli, config, dt.datetime(2026, 11, 4, tzinfo=UTC))["amira@example.org"]
     assert amira["reminders_sent"] == "3"
-    assert amira["first_sent_at"] == "2026-10-20T09:30:00+01:00"  # BST
+    assert amira["first_sent_at"] == "2026-10-20T10:00:00+01:00"  # BST
     assert amira["last_sent_at"] == "2026-11-03T09:00:00+00:00"   # GMT
 
 

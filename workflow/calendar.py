@@ -81,25 +81,6 @@ class Calendar:
         """When a send planned for local `day` goes out."""
         return self.at_send_time(self.send_day(day))
 
-    def in_window(self, moment: dt.datetime) -> bool:
-        """A scheduled email may go at `moment`: on a day one may go (open, and working where
-        `working_days_only` says so), in the hours from `send_time` that `send_window_hours`
-        gives (one: "in the hour that starts at send_time"). So a first installation at night,
-        a new starter imported in the afternoon or a tick inside a closure after skipped ones
-        send nothing until the next send time."""
-        day = self.local_date(moment)
-        if self.send_day(day) != day:
-            return False
-        opens = self.at_send_time(day)
-        return opens <= moment < opens + dt.timedelta(hours=self.schedule.send_window_hours)
-
-    def next_window(self, moment: dt.datetime) -> dt.datetime:
-        """The first moment at or after `moment` at which a scheduled email may go."""
-        if self.in_window(moment):
-            return moment
-        today = self.slot(self.local_date(moment))
-        return today if today > moment else self.slot(self.local_date(moment) + dt.timedelta(days=1))
-
     def local_date(self, moment: dt.datetime) -> dt.date:
         return moment.astimezone(self.tz).date()
 

@@ -72,9 +72,6 @@ class Schedule:
     digest_every_days: int
     working_days_only: bool
     holidays: str  # "GB-ENG": country[-subdivision]
-    # Scheduled emails go in this many hours from send_time (1: "in the hour that starts at it");
-    # the demo's 24 sends at any time of day.
-    send_window_hours: int = 1
 
 
 @dataclass(frozen=True)
@@ -298,7 +295,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
 
 SCHEDULE_KEYS = ("annual_open", "send_time", "reminder_after_days", "escalate_after_days",
-                 "digest_every_days", "working_days_only", "holidays", "send_window_hours")
+                 "digest_every_days", "working_days_only", "holidays")
 DEFAULT_SCHEDULE = {"annual_open": "09-01", "send_time": "08:00", "reminder_after_days": [7, 14],
                     "escalate_after_days": 21, "digest_every_days": 7, "working_days_only": True,
                     "holidays": "GB-ENG"}
@@ -330,8 +327,6 @@ def parse_schedule(values: dict[str, Any], path: Path | str, table: str,
         digest_every_days=sc.whole("digest_every_days", 1, 365, defaults["digest_every_days"]),
         working_days_only=sc.get("working_days_only", bool, defaults["working_days_only"]),
         holidays=holiday_code,
-        send_window_hours=sc.whole("send_window_hours", 1, 24,
-                                   defaults.get("send_window_hours", 1)),
     )
 
 
@@ -344,10 +339,7 @@ def schedule_values(schedule: Schedule) -> dict[str, Any]:
             "escalate_after_days": schedule.escalate_after_days,
             "digest_every_days": schedule.digest_every_days,
             "working_days_only": schedule.working_days_only,
-            "holidays": schedule.holidays,
-            # Said only when not the default hour, so that tables written before it stay equal.
-            **({"send_window_hours": schedule.send_window_hours}
-               if schedule.send_window_hours != 1 else {})}
+            "holidays": schedule.holidays}
 
 
 POLICY_KEYS = {"slug", "title", "file", "text", "statements", "reminder_note", "audience",

@@ -129,11 +129,6 @@ def demo_config(port: int, mail_port: int) -> str:
         ("mail", "server"): HOST,
         ("mail", "port"): mail_port,
         ("scheduler", "interval_seconds"): 10,
-        # The demo sends at any time of day, every day: its first emails within seconds of
-        # starting, and of adding someone in the console.
-        ("schedule", "send_time"): "00:00",
-        ("schedule", "send_window_hours"): 24,
-        ("schedule", "working_days_only"): False,
     }
     text = (resources.path("config.example.toml").read_text(encoding="utf-8") + "\n"
             + (resources.path("examples") / "policies.toml").read_text(encoding="utf-8"))

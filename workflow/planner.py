@@ -35,7 +35,6 @@ class RequestState:
     last_message_at: dt.datetime | None = None
     due_extended_to: dt.datetime | None = None  # an admin's extension of the date to confirm by
     named_due: dt.date | None = None  # the date to confirm by an email to them has named
-    queued_at: dt.datetime | None = None  # a queued reminder of it goes at the earliest then
 
 
 # Each date is planned for a local day, then moved to a day a scheduled send may use (cal.slot):
@@ -107,10 +106,7 @@ def stage_due(state: RequestState, stage: int, cal: Calendar) -> dt.datetime | N
 
 
 def due_stage(state: RequestState, cal: Calendar, now: dt.datetime) -> int | None:
-    """The stage to send now, or None: nothing outside the send window (Calendar.in_window).
-    Skips follow-ups that a long outage made stale."""
-    if not cal.in_window(now):
-        return None
+    """The stage to send now, or None. Skips follow-ups that a long outage made stale."""
     if state.stage_sent < REMINDER:
         return REMINDER if first_reminder_due(state, cal) <= now else None
     if state.reminded_at is None:
@@ -127,20 +123,7 @@ def due_stage(state: RequestState, cal: Calendar, now: dt.datetime) -> int | Non
 
 
 def next_check(state: RequestState, cal: Calendar, now: dt.datetime) -> dt.datetime | None:
-    """When this request next needs looking at (stored, so an idle tick reads nothing): when its
-    next stage is due, or, if that has passed, the next send window."""
-    due = next_due(state, cal)
-    if due is None:
-        return None
-    at = max(due, cal.next_window(now))
-    if state.last_message_at and cal.local_date(at) == cal.local_date(state.last_message_at):
-        at = cal.slot(cal.local_date(at) + dt.timedelta(days=1))  # one email a day
-    return at
-
-
-def next_due(state: RequestState, cal: Calendar) -> dt.datetime | None:
-    """When the request's next stage falls due, whenever it is asked: the earliest a tick need
-    look at it (a stored hint that is early costs a look; one that is late would lose a send)."""
+    """When this request next needs looking at (stored, so an idle tick reads nothing)."""
     if state.stage_sent < REMINDER:
         return first_reminder_due(state, cal)
     if state.reminded_at is None:
@@ -261,11 +244,9 @@ def together(tracks: list[Track], next_turn: Callable[[int, dt.datetime], dt.dat
 
 
 def _in_flight(state: RequestState, start: dt.datetime) -> RequestState:
-    """A first reminder that is queued and not yet gone goes with the tick at `start`, or when
-    it was held until (one email a day)."""
+    """A first reminder that is queued and not yet gone goes with the tick at `start`."""
     if state.stage_sent >= REMINDER and state.reminded_at is None:
-        went = max(start, state.queued_at or start)
-        return replace(state, reminded_at=went, last_message_at=went)
+        return replace(state, reminded_at=start, last_message_at=start)
     return state
 
 

@@ -44,15 +44,12 @@ def confirm_by(state: RequestState, cal: Calendar) -> dt.date | None:
     return max(rule, named) if named is not None else rule
 
 
-def derive(state: RequestState, cal: Calendar, now: dt.datetime | None
-           ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """An open request's stored hints from its state: (next_check_at, overdue_at). With `now`
-    (a message just had its outcome), when the tick should look next; without, when its next
-    stage falls due (a re-plan, which must not depend on the clock of whoever changed what)."""
+def derive(state: RequestState, cal: Calendar,
+           now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """An open request's stored hints from its state: (next_check_at, overdue_at)."""
     due = confirm_by(state, cal)
     overdue = planner.day_starts(due + dt.timedelta(days=1), cal) if due is not None else None
-    return (planner.next_check(state, cal, now) if now is not None
-            else planner.next_due(state, cal)), overdue
+    return planner.next_check(state, cal, now), overdue
 
 
 def state_of(row) -> RequestState:
@@ -311,7 +308,7 @@ def replan(session: Session, lib: Library, now: dt.datetime, *,
                    _day(row.reminded_at, cal), _day(row.last_message_at, cal),
                    row.due_extended_to, row.named_due, row.reminded_at is None)
             if key not in derived:
-                derived[key] = derive(state_of(row), cal, None)
+                derived[key] = derive(state_of(row), cal, now)
             next_check, overdue = derived[key]
             if row.stage_sent >= planner.REMINDER and row.reminded_at is None:
                 next_check = row.next_check_at  # in the outbox: set again once it has gone

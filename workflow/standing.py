@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
-from .models import (WAITING, Confirmation, Cycle, Outbox, Policy, PolicyAudience, Request,
-                     Staff, StaffGroup)
+from .models import Confirmation, Cycle, Policy, PolicyAudience, Request, Staff, StaffGroup
 
 if TYPE_CHECKING:
     from .library import Library
@@ -201,18 +200,8 @@ def tallies(lib: Library, session: Session, now: dt.datetime) -> dict[int, Tally
 
 
 # A person's state in a cycle, as the timeline plans it (timeline._state reads it in this order).
-def state_columns(req=Request) -> tuple:
-    """A person's state in a cycle, from `req` (Request, or an alias of it): their start date,
-    the request's stage and dates, and when a reminder of it that is queued goes at the earliest
-    (its first reminder, queued and held for a day, counts its follow-ups from then)."""
-    queued_at = (select(func.min(Outbox.next_attempt_at))
-                 .where(Outbox.request_id == req.id, Outbox.status.in_(WAITING),
-                        Outbox.stage.is_not(None)).scalar_subquery())
-    return (Staff.start_date, req.stage_sent, req.reminded_at, req.last_message_at,
-            req.due_extended_to, req.named_due, queued_at)
-
-
-STATE = state_columns()
+STATE = (Staff.start_date, Request.stage_sent, Request.reminded_at, Request.last_message_at,
+         Request.due_extended_to, Request.named_due)
 
 
 def tallies_and_states(lib: Library, session: Session, now: dt.datetime

@@ -102,8 +102,7 @@ def _queue_digest(svc: Services, session, lib: library.Library, now: dt.datetime
     due: after downtime, one digest, not a backlog. One at a time: while a digest waits (the
     server asked us to slow down), the next is not queued beside it, or both would go at once."""
     due = digest.next_due(session, lib, now)
-    if due is None or due > now or not lib.calendar.in_window(now) \
-            or outbox.digest_waiting(session):
+    if due is None or due > now or outbox.digest_waiting(session):
         return False
     head = svc.config.head_teacher
     outbox.enqueue(session, svc.db.insert, key=f"digest:{lib.calendar.local_date(now).isoformat()}",

@@ -183,10 +183,6 @@ def _queued(session: Session, lib: library.Library, start: dt.datetime, end: dt.
                                    by.isoformat() if by else "")], [])
 
 
-# A cycle's window ends just before the next one opens: a tick at that moment asks for the next.
-_INSTANT = dt.timedelta(microseconds=1)
-
-
 def _windows(session: Session, lib: library.Library, start: dt.datetime,
              end: dt.datetime) -> Iterator[_Window]:
     for policy in lib.active:
@@ -196,7 +192,7 @@ def _windows(session: Session, lib: library.Library, start: dt.datetime,
             cycle = session.scalars(select(Cycle).filter_by(policy_id=policy.id, year=y)).first()
             opens = cycle.opens_at if cycle else cal.cycle_opens(y)
             yield _Window(policy, y, cycle, opens, max(start, opens if y > year else start),
-                          min(end, cal.cycle_opens(y + 1) - _INSTANT))
+                          min(end, cal.cycle_opens(y + 1)))
 
 
 def _alone(session: Session, lib: library.Library, w: _Window, names: bool,
@@ -267,8 +263,8 @@ def _combined(session: Session, lib: library.Library, windows: list[_Window],
         query = query.outerjoin(r, (r.staff_id == Staff.id) & (r.cycle_id == w.cycle.id))
         asked = inside & r.closed_at.is_(None)
         columns.append(case((asked, 1), else_=0).label(f"in_{i}"))
-        columns.extend(case((asked, c)).label(f"s{j}_{i}")
-                       for j, c in enumerate(standing.state_columns(r)[1:]))
+        columns.extend(case((asked, getattr(r, c.key))).label(f"{c.key}_{i}")
+                       for c in _STATE[1:])
     each = (query.add_columns(*columns)
             .where(Staff.active, Staff.setting_id == lib.setting_id).subquery())
     found = session.execute(select(each, func.count()).group_by(*each.c))
@@ -346,12 +342,12 @@ def _people(session: Session, lib: library.Library, w: _Window,
 
 
 def _state(w: _Window, key: tuple) -> planner.RequestState:
-    start_date, stage_sent, reminded_at, last_message_at, extended, named, queued = key
+    start_date, stage_sent, reminded_at, last_message_at, extended, named = key
     if stage_sent is None:  # not asked yet
         return planner.RequestState(cycle_opens=w.opens, start_date=start_date)
     return planner.RequestState(cycle_opens=w.opens, start_date=start_date, stage_sent=stage_sent,
                                 reminded_at=reminded_at, last_message_at=last_message_at,
-                                due_extended_to=extended, named_due=named, queued_at=queued)
+                                due_extended_to=extended, named_due=named)
 
 
 def _emailed(lib: library.Library, start: dt.datetime):
@@ -371,8 +367,7 @@ def _described(w: _Window, state: planner.RequestState,
     out = []
     reminded = state.reminded_at
     if reminded is None and state.stage_sent >= planner.REMINDER:
-        # Queued and not gone yet: it goes with the tick at the start, or when it was held until.
-        reminded = max(w.start, state.queued_at or w.start)
+        reminded = w.start  # queued and not gone yet: it goes with the tick at the start
     for when, stage, due in sends:
         if stage == planner.REMINDER:
             reminded = when
@@ -405,7 +400,7 @@ def _digests(svc: Services, session: Session, lib: library.Library, overdue: Cou
     moments = sorted(overdue)
     running = list(itertools.accumulate(overdue[m] for m in moments))
     while moments:
-        due = cal.next_window(max(planner.next_digest_due(moments[0], last_day, cal), start))
+        due = max(planner.next_digest_due(moments[0], last_day, cal), start)
         if due > end:
             return
         count = running[bisect.bisect_right(moments, due) - 1]
