@@ -83,3 +83,12 @@ def test_console_people_page_is_timed_signed_in():
 
     figures = console.run(staff=150)  # run() asserts each page answered 200 to a signed-in admin
     assert figures["people_kb"] > 10 and figures["people_search_kb"] < figures["people_kb"]
+
+
+def test_replan_moves_every_open_request_and_the_plan_has_a_row_per_send():
+    from bench import replan
+
+    figures = replan.run(staff=30)  # run() asserts every open request of the policy moved
+    assert figures["changed"] == 30
+    # From 3 Sep: each person's two follow-ups of each of the three policies, and the digests.
+    assert figures["plan_rows"] >= 30 * 3 * 2
