@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from . import config as config_mod
@@ -187,6 +187,26 @@ def add_version(session: Session, policy: Policy, text: str, statements: list[st
     session.add(version)
     session.flush()
     return version
+
+
+def add_policy(session: Session, setting_id: int, *, slug: str, title: str, text: str,
+               statements: list[str], schedule: dict[str, Any], reminder_note: str | None,
+               audience: tuple[str, ...], review_every_months: int, actor: str,
+               now: dt.datetime) -> Policy:
+    """A new active policy, last in the setting's order, its first text in force at once (the
+    console's new policy, and `signoff policy import`), recorded as `policy_added`."""
+    position = session.scalar(select(func.max(Policy.position))
+                              .where(Policy.setting_id == setting_id))
+    policy = Policy(setting_id=setting_id, slug=slug, title=title, schedule=dict(schedule),
+                    reminder_note=reminder_note, state="active", position=(position or 0) + 1,
+                    review_every_months=review_every_months)
+    policy.audience = audience
+    session.add(policy)
+    session.flush()
+    version = add_version(session, policy, text, list(statements), now, actor=actor)
+    events.record(session, "policy_added", now, actor=actor, policy=slug, title=title,
+                  audience=list(audience), schedule=dict(schedule), version=version.sha256)
+    return policy
 
 
 def approve(session: Session, version: PolicyVersion, *, name: str, role: str,

@@ -77,23 +77,14 @@ def apply(session: Session, setting_id: int, imported: config_mod.Imported, now:
         setting.schedule = imported.schedule
         said.append("the setting's schedule changed")
     known = {p.slug: p for p in session.scalars(select(Policy).filter_by(setting_id=setting_id))}
-    position = max((p.position for p in known.values()), default=0)
     for item, change, note in imported.policies:
         policy = known.get(item.slug)
         if policy is None:
-            position += 1
-            policy = Policy(setting_id=setting_id, slug=item.slug, title=item.title,
-                            schedule=dict(item.schedule), reminder_note=item.reminder_note,
-                            state="active", position=position,
-                            review_every_months=item.review_every_months)
-            policy.audience = item.audience
-            session.add(policy)
-            session.flush()
-            version = library.add_version(session, policy, item.text, list(item.statements), now,
-                                          actor=actor)
-            events.record(session, "policy_added", now, actor=actor, policy=item.slug,
-                          title=item.title, audience=list(item.audience),
-                          schedule=dict(item.schedule), version=version.sha256)
+            library.add_policy(session, setting_id, slug=item.slug, title=item.title,
+                               text=item.text, statements=list(item.statements),
+                               schedule=item.schedule, reminder_note=item.reminder_note,
+                               audience=item.audience,
+                               review_every_months=item.review_every_months, actor=actor, now=now)
             said.append(f"{item.slug}: added, its text in force at once")
             continue
         changes = {}

@@ -102,22 +102,26 @@ def follow_audiences(session: Session, cycle: Cycle, has_audience: bool,
     leaving = [] if not has_audience else session.execute(
         select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
         .where(Request.cycle_id == cycle.id, Request.closed_at.is_(None), ~inside)).all()
-    if leaving:
-        session.execute(update(Request.__table__).where(_R.id.in_([rid for rid, _ in leaving]))
-                        .values(dropped_at=now, closed_at=now, next_check_at=None))
-        for rid, staff_id in leaving:
-            events.record(session, "no_longer_applies", now, staff_id=staff_id, request_id=rid,
-                          policy=cycle.policy.slug)
+    _move(session, cycle, leaving, "no_longer_applies", now,
+          dropped_at=now, closed_at=now, next_check_at=None)
     back = session.execute(
         select(Request.id, Request.staff_id).join(Staff, Staff.id == Request.staff_id)
         .where(Request.cycle_id == cycle.id, Request.dropped_at.is_not(None), inside)).all()
-    if back:
-        session.execute(update(Request.__table__).where(_R.id.in_([rid for rid, _ in back]))
-                        .values(dropped_at=None, closed_at=None, next_check_at=now))
-        for rid, staff_id in back:
-            events.record(session, "applies_again", now, staff_id=staff_id, request_id=rid,
-                          policy=cycle.policy.slug)
+    _move(session, cycle, back, "applies_again", now,
+          dropped_at=None, closed_at=None, next_check_at=now)
     return len(leaving)
+
+
+def _move(session: Session, cycle: Cycle, found: list, event: str, now: dt.datetime,
+          **values) -> None:
+    """Set `values` on the requests `found` ((id, staff id) rows), each with its event."""
+    if not found:
+        return
+    session.execute(update(Request.__table__).where(_R.id.in_([rid for rid, _ in found]))
+                    .values(**values))
+    session.execute(events.INSERT, [events.row(event, now, staff_id=staff_id, request_id=rid,
+                                               policy=cycle.policy.slug)
+                                    for rid, staff_id in found])
 
 
 # --- queued and reached -------------------------------------------------------------------------
@@ -205,10 +209,10 @@ def current_due(req: Request, cal: Calendar) -> dt.date | None:
 
 
 def confirm_by_of(req: Request | None, start_date: dt.date | None, cal: Calendar,
-                  opens: dt.datetime, now: dt.datetime) -> dt.date | None:
+                  opens: dt.datetime, now: dt.datetime) -> dt.date:
     """The date to confirm by of a person in a cycle opening at `opens`: the one their latest
     reminder named, or the one their first will name when it goes (on its planned day, or now
-    if that has passed). None for a request an earlier round closed without dates."""
+    if that has passed)."""
     if req is not None and (req.reminded_at or req.due_extended_to or req.named_due):
         return current_due(req, cal)
     first = planner.first_reminder_due(RequestState(cycle_opens=opens, start_date=start_date), cal)
@@ -306,7 +310,7 @@ def replan(session: Session, lib: Library, now: dt.datetime, *,
             cal = lib.get(row.policy_id).calendar
             key = (row.policy_id, row.start_date, row.stage_sent, row.opens_at,
                    _day(row.reminded_at, cal), _day(row.last_message_at, cal),
-                   row.due_extended_to, row.named_due, row.reminded_at is None)
+                   row.due_extended_to, row.named_due)
             if key not in derived:
                 derived[key] = derive(state_of(row), cal, now)
             next_check, overdue = derived[key]

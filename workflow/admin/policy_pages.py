@@ -315,21 +315,11 @@ def _save(session: Session, lib: Library, policy_id: int | None, draft: Draft,
           moment: dt.datetime) -> int:
     actor = current_user.email
     if policy_id is None:
-        position = session.scalar(select(func.max(Policy.position))
-                                  .where(Policy.setting_id == lib.setting_id))
-        policy = Policy(setting_id=lib.setting_id, slug=_slug(session, lib.setting_id, draft.title),
-                        title=draft.title, schedule=draft.overrides,
-                        reminder_note=draft.reminder_note, state="active",
-                        position=(position or 0) + 1,
-                        review_every_months=draft.review_every_months)
-        policy.audience = draft.audience
-        session.add(policy)
-        session.flush()
-        version = library.add_version(session, policy, draft.text, list(draft.statements), moment,
-                                      actor=actor)
-        events.record(session, "policy_added", moment, actor=actor, policy=policy.slug,
-                      title=policy.title, audience=list(draft.audience), schedule=draft.overrides,
-                      version=version.sha256)
+        policy = library.add_policy(
+            session, lib.setting_id, slug=_slug(session, lib.setting_id, draft.title),
+            title=draft.title, text=draft.text, statements=list(draft.statements),
+            schedule=draft.overrides, reminder_note=draft.reminder_note, audience=draft.audience,
+            review_every_months=draft.review_every_months, actor=actor, now=moment)
         return policy.id, False
     policy = session.get(Policy, policy_id)
     before = library.newest_version(session, policy_id)
